@@ -1,0 +1,65 @@
+"""Faults a scenario injects into the plant at a given simulated time."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Fault(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    at_s: float = Field(ge=0, description="simulated time the fault appears")
+
+
+class InternalShort(_Fault):
+    """A soft internal short: a resistance across one cell drains it."""
+
+    kind: Literal["internal_short"]
+    cell: int = Field(ge=0, description="flat cell index in the system")
+    resistance_ohm: float = Field(gt=0)
+
+
+class SensorStuck(_Fault):
+    """A sensor reading freezes at its value at the time of the fault."""
+
+    kind: Literal["sensor_stuck"]
+    sensor: Literal["cell_voltage", "cell_temperature", "current"]
+    index: int = Field(default=0, ge=0, description="cell index, or string index for current")
+
+
+class SensorDrift(_Fault):
+    """A sensor reading drifts away from the truth at a constant rate."""
+
+    kind: Literal["sensor_drift"]
+    sensor: Literal["cell_voltage", "cell_temperature", "current"]
+    index: int = Field(default=0, ge=0)
+    rate_per_s: float = Field(description="drift in the sensor's unit per second")
+
+
+class WeldedContactor(_Fault):
+    """A string's positive contactor (or MOSFET) stays closed whatever it is told."""
+
+    kind: Literal["welded_contactor"]
+    string: int = Field(default=0, ge=0)
+
+
+class CoolingFailure(_Fault):
+    """The coolant stops: cells lose their heat path to the coolant."""
+
+    kind: Literal["cooling_failure"]
+    remaining_fraction: float = Field(default=0.05, ge=0, le=1)
+
+
+class ExternalShort(_Fault):
+    """A low resistance appears across the DC bus (load side of the power path)."""
+
+    kind: Literal["external_short"]
+    resistance_ohm: float = Field(default=0.01, gt=0)
+
+
+FaultSpec = Annotated[
+    InternalShort | SensorStuck | SensorDrift | WeldedContactor | CoolingFailure | ExternalShort,
+    Field(discriminator="kind"),
+]

@@ -1,0 +1,125 @@
+"""Scenario schema: a system, its starting state, its duty profile, charger, faults, timing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from cellwarden.model.faults import FaultSpec
+from cellwarden.model.library import read_toml, validate
+from cellwarden.model.system import SystemSpec
+
+
+class SpreadSpec(BaseModel):
+    """Cell-to-cell manufacturing spread: standard deviations, truncated at three sigma."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    capacity_pct: float = Field(default=1.0, ge=0, le=20)
+    resistance_pct: float = Field(default=4.0, ge=0, le=50)
+    self_discharge_pct_per_month: float = Field(default=0.3, ge=0, le=10)
+    initial_soc_pct: float = Field(default=0.5, ge=0, le=20)
+
+
+class InitialState(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    soc_pct: float = Field(default=80.0, ge=0, le=100)
+    temp_c: float | None = Field(default=None, ge=-40, le=80, description="default: ambient")
+
+
+class TimingSpec(BaseModel):
+    """Task rates of the simulated firmware and the plant's integration step."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    plant_step_s: float = Field(default=0.01, gt=0, le=3600)
+    protection_period_s: float = Field(default=0.01, gt=0)
+    main_period_s: float = Field(default=0.1, gt=0)
+    log_period_s: float = Field(default=1.0, gt=0)
+    parameter_refresh_s: float = Field(
+        default=1.0, gt=0, description="how often SoC/temperature-dependent parameters update"
+    )
+
+    @model_validator(mode="after")
+    def _check_multiples(self) -> TimingSpec:
+        for name in ("protection_period_s", "main_period_s", "log_period_s", "parameter_refresh_s"):
+            period = getattr(self, name)
+            ratio = period / self.plant_step_s
+            if ratio < 1 - 1e-9 or abs(ratio - round(ratio)) > 1e-6:
+                raise ValueError(
+                    f"{name} = {period} must be a whole multiple of plant_step_s = "
+                    f"{self.plant_step_s}"
+                )
+        if self.main_period_s < self.protection_period_s:
+            raise ValueError(
+                f"main_period_s = {self.main_period_s} must not be shorter than "
+                f"protection_period_s = {self.protection_period_s}"
+            )
+        return self
+
+
+class ProfileSpec(BaseModel):
+    """A sector duty profile by name with its parameters (see docs/scenarios.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str
+    parameters: dict[str, float] = Field(default_factory=dict)
+
+
+class ChargerSpec(BaseModel):
+    """A CC-CV charger; it obeys the limits it is sent unless ``ignores_limits``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_current_a: float = Field(gt=0)
+    max_voltage_v: float = Field(gt=0, description="hardware ceiling of its output")
+    voltage_setpoint_v: float | None = Field(
+        default=None, gt=0, description="CV setpoint without a request; default: the pack's"
+    )
+    ignores_limits: bool = False
+
+
+class Scenario(BaseModel):
+    """Everything one simulation run needs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str = ""
+    sector: str
+    seed: int = 1
+    duration_s: float = Field(gt=0, le=10 * 365 * 86400)
+    ambient_temp_c: float = Field(default=25.0, ge=-40, le=60)
+    system: SystemSpec
+    spread: SpreadSpec = SpreadSpec()
+    initial: InitialState = InitialState()
+    timing: TimingSpec = TimingSpec()
+    profile: ProfileSpec
+    charger: ChargerSpec | None = None
+    faults: list[FaultSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_faults(self) -> Scenario:
+        cells = self.system.cell_count
+        strings = self.system.string_count
+        for index, fault in enumerate(self.faults):
+            cell = getattr(fault, "cell", None)
+            if cell is not None and cell >= cells:
+                raise ValueError(
+                    f"faults.{index}.cell = {cell} is outside the allowed range 0..{cells - 1}"
+                )
+            string = getattr(fault, "string", None)
+            if string is not None and string >= strings:
+                raise ValueError(
+                    f"faults.{index}.string = {string} is outside the allowed range "
+                    f"0..{strings - 1}"
+                )
+        return self
+
+
+def load_scenario(path: Path) -> Scenario:
+    """Read and validate a scenario TOML file."""
+    return validate(Scenario, read_toml(path), str(path))
