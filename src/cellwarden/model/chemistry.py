@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cellwarden.model.tables import Table2D
@@ -128,6 +129,12 @@ class Chemistry(BaseModel):
         for row in ocv:
             if (row[1:] < row[:-1]).any():
                 raise ValueError("ocv_v must not fall as state of charge rises")
+        if self.ocv_charge_v is not None:
+            charge = self.ocv_charge_v.resample(
+                np.asarray(self.ocv_v.soc_points), np.asarray(self.ocv_v.temp_points_c)
+            )
+            if (charge < ocv - 1e-9).any():
+                raise ValueError("ocv_charge_v must not lie below ocv_v")
         lower = self.limits.cell_voltage_v.lower.msl
         upper = self.limits.cell_voltage_v.upper.msl
         if not lower < self.nominal_voltage_v < upper:

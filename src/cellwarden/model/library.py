@@ -54,7 +54,11 @@ def _resolve(kind: str, name_or_path: str) -> tuple[dict[str, Any], str]:
             f"unknown {kind[:-1] if kind != 'chemistries' else 'chemistry'} "
             f"{name_or_path!r}; built-in ones are: {known}"
         )
-    return tomllib.loads(entry.read_text()), f"built-in {kind}/{entry.name}"
+    source = f"built-in {kind}/{entry.name}"
+    try:
+        return tomllib.loads(entry.read_text(encoding="utf-8")), source
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{source} is not valid TOML: {error}") from None
 
 
 def load_chemistry(name_or_path: str) -> Chemistry:
@@ -63,11 +67,16 @@ def load_chemistry(name_or_path: str) -> Chemistry:
     return validate(Chemistry, data, source)
 
 
-def cell_from_dict(data: dict[str, Any], source: str) -> CellSpec:
-    """Validate a cell table whose ``chemistry`` is a name, a path or an inline table."""
+def cell_from_dict(data: dict[str, Any], source: str, folder: Path | None = None) -> CellSpec:
+    """Validate a cell table whose ``chemistry`` is a name, a path or an inline table.
+
+    A relative chemistry path is taken from ``folder`` (the cell file's folder) when given.
+    """
     data = dict(data)
     chemistry = data.get("chemistry")
     if isinstance(chemistry, str):
+        if folder is not None and chemistry.endswith(".toml"):
+            chemistry = str(folder / chemistry)
         data["chemistry"] = load_chemistry(chemistry)
     return validate(CellSpec, data, source)
 
@@ -75,4 +84,5 @@ def cell_from_dict(data: dict[str, Any], source: str) -> CellSpec:
 def load_cell(name_or_path: str) -> CellSpec:
     """A built-in cell by name or a cell TOML file."""
     data, source = _resolve("cells", name_or_path)
-    return cell_from_dict(data, source)
+    folder = Path(name_or_path).parent if name_or_path.endswith(".toml") else None
+    return cell_from_dict(data, source, folder)

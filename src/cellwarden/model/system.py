@@ -140,7 +140,7 @@ def _check_standalone(system: SystemSpec) -> None:
         arch.STANDALONE_MAX_SERIES,
         arch.STANDALONE_EXTENDED_MAX_SERIES,
     )
-    extended_ok = series <= ext and voltage <= arch.STANDALONE_MAX_VOLTAGE_V
+    extended_ok = series <= ext and voltage <= arch.STANDALONE_MAX_VOLTAGE_V + 1e-6
     if series < lo or (series > hi and not extended_ok):
         raise ValueError(
             f"strings.0.pack.series = {series} is outside the standalone range {lo}..{hi} "

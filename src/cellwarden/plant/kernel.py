@@ -73,9 +73,12 @@ N_GROUP = 3
     B_ALLOW_CHARGE,
     B_ALLOW_DISCHARGE,
     B_CURRENT,
-    B_CHARGE_AS,
-) = range(8)
-N_BRANCH = 8
+    B_CHARGED_AS,
+    B_DISCHARGED_AS,
+    B_CHARGED_J,
+    B_DISCHARGED_J,
+) = range(11)
+N_BRANCH = 11
 # --- bus entries (bus) ---
 (
     BUS_V,
@@ -214,7 +217,14 @@ def solve_bus(dt, bs, bus):
     for b in range(n_branch):
         if not active[b]:
             bs[B_CURRENT, b] = 0.0
-        bs[B_CHARGE_AS, b] += bs[B_CURRENT, b] * dt
+        current = bs[B_CURRENT, b]
+        power = (bs[B_EMF, b] + bs[B_RES, b] * current) * current
+        if current > 0.0:
+            bs[B_CHARGED_AS, b] += current * dt
+            bs[B_CHARGED_J, b] += power * dt
+        else:
+            bs[B_DISCHARGED_AS, b] -= current * dt
+            bs[B_DISCHARGED_J, b] -= power * dt
     if mode == MODE_RESISTANCE:
         load_i = v_avg * load_g
     bus[BUS_V] = v_end

@@ -1,0 +1,37 @@
+# Every target sets up its own virtual environment on first use, so a fresh machine needs
+# nothing but Python 3.11+ and make.
+VENV    ?= .venv
+PYTHON  ?= python3
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed-stamp
+DEMO_SCENARIO ?= escooter-13s-urban
+
+.PHONY: setup demo test bench lint format clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(VENV)/bin/cellwarden simulate $(DEMO_SCENARIO) --out out/demo
+
+test: setup
+	$(PY) -m pytest -n 2
+
+bench: setup
+	$(PY) -m bench
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+format: setup
+	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The closed-loop runner: plant, drivers, BMS and buses on one simulated clock."""
