@@ -33,7 +33,9 @@ def _fail(error: Exception) -> typer.Exit:
 
 @app.command()
 def scenarios(
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON list instead of a table.")
+    ] = False,
 ) -> None:
     """List the built-in scenarios."""
     from cellwarden.simulation.catalogue import builtin_scenarios
@@ -57,13 +59,17 @@ def scenarios(
     for column in ("name", "architecture", "cells", "sector", "description"):
         table.add_column(column)
     for row in rows:
-        table.add_row(*(str(row[c]) for c in ("name", "architecture", "cells", "sector", "description")))
+        table.add_row(
+            *(str(row[c]) for c in ("name", "architecture", "cells", "sector", "description"))
+        )
     console.print(table)
 
 
 @app.command()
 def simulate(
-    scenario: Annotated[str, typer.Argument(help="A built-in scenario name or a scenario TOML file.")],
+    scenario: Annotated[
+        str, typer.Argument(help="A built-in scenario name or a scenario TOML file.")
+    ],
     duration: Annotated[
         float | None, typer.Option("--duration", help="Cut the run to this many simulated seconds.")
     ] = None,

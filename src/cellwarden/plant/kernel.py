@@ -1,18 +1,22 @@
 """The time-step kernel: every cell of a system advanced together, compiled with numba.
 
-State lives in a few 2-D float arrays whose rows are named by the constants below, so the
-kernel takes a handful of arguments and the hot loops run over contiguous rows. Each step:
+State lives in a few 2-D float arrays whose columns are named by the constants below, so the
+kernel takes a handful of arguments. Cell arrays are cell-major (one row of quantities per
+cell, so one cell's data share a cache line or two); group, branch and bus arrays are
+quantity-major. Each step:
 
 1. every cell becomes a Thevenin source over the step (OCV with hysteresis plus the two RC
-   voltages' step averages behind an effective resistance; exact for constant current);
+   voltages' step averages behind an effective resistance; exact for constant current; the
+   OCV is linear in SoC between refreshes, exact within each 0.5 % cell of its table);
 2. parallel cells combine into series groups and groups into branches (strings);
 3. the DC bus node (DC-link capacitor, load, charger, bleed resistor, external short) is solved
    exactly for the step, branch by branch obeying the power path's allowed directions;
-4. Kirchhoff gives each cell its current; charge, RC voltages, hysteresis and heat follow, and
-   the lumped thermal model relaxes every cell towards its coolant and neighbours.
+4. Kirchhoff gives each cell its current; charge, RC voltages, hysteresis and heat follow.
 
-Positive current charges the battery. Without numba the same functions run as plain Python,
-and ``advance_numpy`` is the vectorised fallback used instead of the per-cell loops.
+Slower physics runs at the parameter-refresh rate (``refresh_cells``): SoC- and
+temperature-dependent circuit parameters, and the lumped thermal model, which relaxes every
+cell exactly towards its coolant and neighbours with the heat of the interval. Positive current
+charges the battery. ``kernel_numpy`` holds the vectorised fallback for machines without numba.
 """
 
 from __future__ import annotations
@@ -36,13 +40,17 @@ except ImportError:  # pragma: no cover - exercised only where numba is missing
 
 
 # --- cell state rows (cs) ---
-SOC, V1, V2, HYST, TEMP, CURRENT, CHARGE_AS, THROUGHPUT_AS, HEAT_J, LEAK_AS = range(10)
-N_CELL_STATE = 10
-# --- cell parameter rows (cp), refreshed at the parameter rate ---
+(SOC, V1, V2, HYST, TEMP, CURRENT, CHARGE_AS, THROUGHPUT_AS, LEAK_AS, HEAT_PENDING_J, HEAT_J) = (
+    range(11)
+)
+N_CELL_STATE = 11
+# --- cell parameter rows (cp); circuit rows are refreshed at the parameter rate ---
 (
     R0,
     R1,
     R2,
+    INV_R1,
+    INV_R2,
     A1,
     A2,
     G1,
@@ -56,14 +64,20 @@ N_CELL_STATE = 10
     NB_LEFT,
     NB_RIGHT,
     HYST_RATE,
-    THERM_DECAY,
-) = range(17)
-N_CELL_PARAM = 17
+    RES_SCALE,
+    OCV_REF,
+    OCV_SLOPE,
+    SOC_REF,
+    OCV_GAP,
+) = range(23)
+N_CELL_PARAM = 23
 # --- integer rows (ci) ---
 GROUP, TYPE = range(2)
-# --- group rows (gs) ---
-G_EMF, G_RES, G_VOLT = range(3)
-N_GROUP = 3
+# --- group rows (gs): Thevenin equivalent, terminal voltage, and the truth watch ---
+(G_EMF, G_RES, G_VOLT, G_V_MIN_SEEN, G_V_MAX_SEEN, G_BEYOND_S, G_LIMIT_MIN_V, G_LIMIT_MAX_V) = (
+    range(8)
+)
+N_GROUP = 8
 # --- branch rows (bs) ---
 (
     B_EMF,
@@ -77,8 +91,9 @@ N_GROUP = 3
     B_DISCHARGED_AS,
     B_CHARGED_J,
     B_DISCHARGED_J,
-) = range(11)
-N_BRANCH = 11
+    B_ACTIVE,
+) = range(12)
+N_BRANCH = 12
 # --- bus entries (bus) ---
 (
     BUS_V,
@@ -114,30 +129,56 @@ MODE_REST, MODE_CURRENT, MODE_POWER, MODE_RESISTANCE, MODE_CHARGE = range(5)
 
 
 @njit(cache=True, fastmath=True)
-def ocv_lookup(tables, cell_type, soc, temp_c, hyst):
-    """OCV with hysteresis from the uniform (type, {mid, half-gap}, T, SoC) tables."""
+def _grid_position(soc, temp_c):
+    """Indices and weights of a point on the uniform (temperature, SoC) grid."""
     x = min(max(soc, 0.0), 1.0) * (N_SOC_GRID - 1)
     j = min(int(x), N_SOC_GRID - 2)
-    fx = x - j
-    y = (temp_c - TEMP_FIRST_C) / TEMP_STEP_C
-    y = min(max(y, 0.0), N_TEMP_GRID - 1.0)
+    y = min(max((temp_c - TEMP_FIRST_C) / TEMP_STEP_C, 0.0), N_TEMP_GRID - 1.0)
     k = min(int(y), N_TEMP_GRID - 2)
-    fy = y - k
-    w00 = (1.0 - fy) * (1.0 - fx)
-    w01 = (1.0 - fy) * fx
-    w10 = fy * (1.0 - fx)
-    w11 = fy * fx
-    mid = tables[cell_type, 0]
-    gap = tables[cell_type, 1]
-    value = w00 * mid[k, j] + w01 * mid[k, j + 1] + w10 * mid[k + 1, j] + w11 * mid[k + 1, j + 1]
-    value += hyst * (
-        w00 * gap[k, j] + w01 * gap[k, j + 1] + w10 * gap[k + 1, j] + w11 * gap[k + 1, j + 1]
-    )
+    return k, j, y - k, x - j
+
+
+@njit(cache=True, fastmath=True)
+def _bilinear(stack, outer, inner, k, j, fy, fx):
+    """Bilinear value of table ``stack[outer, inner]`` (indexed directly: no views in loops)."""
+    return (1.0 - fy) * (
+        (1.0 - fx) * stack[outer, inner, k, j] + fx * stack[outer, inner, k, j + 1]
+    ) + fy * ((1.0 - fx) * stack[outer, inner, k + 1, j] + fx * stack[outer, inner, k + 1, j + 1])
+
+
+@njit(cache=True, fastmath=True)
+def ocv_lookup(tables, cell_type, soc, temp_c, hyst):
+    """OCV with hysteresis from the uniform (type, {mid, half-gap}, T, SoC) tables."""
+    k, j, fy, fx = _grid_position(soc, temp_c)
+    value = _bilinear(tables, cell_type, 0, k, j, fy, fx)
+    if hyst != 0.0:
+        value += hyst * _bilinear(tables, cell_type, 1, k, j, fy, fx)
     if soc > 1.0:
         value += (soc - 1.0) * OVERCHARGE_SLOPE_V
     elif soc < 0.0:
         value += soc * DEEP_DISCHARGE_SLOPE_V
     return value
+
+
+@njit(cache=True, fastmath=True)
+def _linearise_ocv(tables, cell_type, soc, temp_c):
+    """OCV (mid branch), its slope in SoC and the hysteresis half-gap around ``soc``.
+
+    The slope is the secant of the table cell holding ``soc``, so the line is exact until SoC
+    leaves that cell (0.5 % wide); beyond full or empty the extrapolation slopes apply.
+    """
+    k, j, fy, fx = _grid_position(soc, temp_c)
+    low = _bilinear(tables, cell_type, 0, k, j, fy, 0.0)
+    high = _bilinear(tables, cell_type, 0, k, j, fy, 1.0)
+    slope = (high - low) * (N_SOC_GRID - 1)
+    value = low + (high - low) * fx
+    if soc > 1.0:
+        value += (soc - 1.0) * OVERCHARGE_SLOPE_V
+        slope = OVERCHARGE_SLOPE_V
+    elif soc < 0.0:
+        value += soc * DEEP_DISCHARGE_SLOPE_V
+        slope = DEEP_DISCHARGE_SLOPE_V
+    return value, slope, _bilinear(tables, cell_type, 1, k, j, fy, fx)
 
 
 @njit(cache=True)
@@ -159,9 +200,8 @@ def _node_solution(dt, cap_f, v_start, g_total, a_total):
 def solve_bus(dt, bs, bus):
     """Solve the DC bus for one step; writes branch currents and bus results in place."""
     n_branch = bs.shape[1]
-    active = np.zeros(n_branch, dtype=np.bool_)
     for b in range(n_branch):
-        active[b] = bs[B_CONDUCTING, b] > 0.5
+        bs[B_ACTIVE, b] = bs[B_CONDUCTING, b]
     v_start = bus[BUS_V]
     mode = int(bus[LOAD_MODE])
     load_i = 0.0
@@ -181,7 +221,7 @@ def solve_bus(dt, bs, bus):
         g = bus[BUS_BLEED_G] + load_g + bus[SHORT_G]
         a = -load_i
         for b in range(n_branch):
-            if active[b]:
+            if bs[B_ACTIVE, b] > 0.5:
                 conductance = 1.0 / (bs[B_RES, b] + bs[B_PATH_RES, b])
                 g += conductance
                 a += conductance * bs[B_EMF, b]
@@ -202,7 +242,7 @@ def solve_bus(dt, bs, bus):
             v_avg, v_end = _node_solution(dt, bus[BUS_CAP_F], v_start, g, a)
         violated = False
         for b in range(n_branch):
-            if not active[b]:
+            if bs[B_ACTIVE, b] < 0.5:
                 bs[B_CURRENT, b] = 0.0
                 continue
             current = (v_avg - bs[B_EMF, b]) / (bs[B_RES, b] + bs[B_PATH_RES, b])
@@ -210,12 +250,12 @@ def solve_bus(dt, bs, bus):
             if (current > 0.0 and bs[B_ALLOW_CHARGE, b] < 0.5) or (
                 current < 0.0 and bs[B_ALLOW_DISCHARGE, b] < 0.5
             ):
-                active[b] = False
+                bs[B_ACTIVE, b] = 0.0
                 violated = True
         if not violated:
             break
     for b in range(n_branch):
-        if not active[b]:
+        if bs[B_ACTIVE, b] < 0.5:
             bs[B_CURRENT, b] = 0.0
         current = bs[B_CURRENT, b]
         power = (bs[B_EMF, b] + bs[B_RES, b] * current) * current
@@ -238,13 +278,12 @@ def solve_bus(dt, bs, bus):
 
 @njit(cache=True, fastmath=True)
 def advance(n_steps, dt, cs, cp, ci, tables, gs, group_branch, bs, bus):
-    """Advance every cell ``n_steps`` steps of ``dt`` seconds."""
-    n_cells = cs.shape[1]
+    """Advance every cell ``n_steps`` steps of ``dt`` seconds (electrical and charge state)."""
+    n_cells = cs.shape[0]
     n_groups = gs.shape[1]
     n_branch = bs.shape[1]
     emf = np.empty(n_cells)
     ocv = np.empty(n_cells)
-    new_temp = np.empty(n_cells)
     group_g = np.empty(n_groups)
     for _step in range(n_steps):
         # 1. cells as Thevenin sources, summed into their groups
@@ -252,13 +291,17 @@ def advance(n_steps, dt, cs, cp, ci, tables, gs, group_branch, bs, bus):
             group_g[g] = 0.0
             gs[G_EMF, g] = 0.0
         for i in range(n_cells):
-            u = ocv_lookup(tables, ci[TYPE, i], cs[SOC, i], cs[TEMP, i], cs[HYST, i])
+            u = (
+                cp[i, OCV_REF]
+                + cp[i, OCV_SLOPE] * (cs[i, SOC] - cp[i, SOC_REF])
+                + cs[i, HYST] * cp[i, OCV_GAP]
+            )
             ocv[i] = u
-            e = u + cs[V1, i] * cp[G1, i] + cs[V2, i] * cp[G2, i]
+            e = u + cs[i, V1] * cp[i, G1] + cs[i, V2] * cp[i, G2]
             emf[i] = e
             g_index = ci[GROUP, i]
-            group_g[g_index] += cp[COND, i]
-            gs[G_EMF, g_index] += cp[COND, i] * e
+            group_g[g_index] += cp[i, COND]
+            gs[G_EMF, g_index] += cp[i, COND] * e
         # 2. groups into branches
         for b in range(n_branch):
             bs[B_EMF, b] = 0.0
@@ -269,123 +312,115 @@ def advance(n_steps, dt, cs, cp, ci, tables, gs, group_branch, bs, bus):
             b = group_branch[g]
             bs[B_EMF, b] += gs[G_EMF, g]
             bs[B_RES, b] += gs[G_RES, g]
-        # 3. the bus
+        # 3. the bus, then every group's terminal voltage and the truth watch on it
         solve_bus(dt, bs, bus)
         for g in range(n_groups):
-            gs[G_VOLT, g] = gs[G_EMF, g] + gs[G_RES, g] * bs[B_CURRENT, group_branch[g]]
+            v = gs[G_EMF, g] + gs[G_RES, g] * bs[B_CURRENT, group_branch[g]]
+            gs[G_VOLT, g] = v
+            if v < gs[G_V_MIN_SEEN, g]:
+                gs[G_V_MIN_SEEN, g] = v
+            if v > gs[G_V_MAX_SEEN, g]:
+                gs[G_V_MAX_SEEN, g] = v
+            if v > gs[G_LIMIT_MAX_V, g] or v < gs[G_LIMIT_MIN_V, g]:
+                gs[G_BEYOND_S, g] += dt
         # 4. cell currents and state updates
-        coolant = bus[COOLANT_C]
         for i in range(n_cells):
-            current = (gs[G_VOLT, ci[GROUP, i]] - emf[i]) * cp[COND, i]
-            leak = ocv[i] * cp[SHORT_COND, i]
-            soc = cs[SOC, i] + ((current - leak) * cp[INV_CAP, i] - cp[SELF_DIS, i]) * dt
-            cs[SOC, i] = min(max(soc, SOC_FLOOR), SOC_CEILING)
-            v1_old = cs[V1, i]
-            v2_old = cs[V2, i]
-            v1 = v1_old * cp[A1, i] + cp[R1, i] * current * (1.0 - cp[A1, i])
-            v2 = v2_old * cp[A2, i] + cp[R2, i] * current * (1.0 - cp[A2, i])
-            cs[V1, i] = v1
-            cs[V2, i] = v2
-            rate = cp[HYST_RATE, i]
+            current = (gs[G_VOLT, ci[GROUP, i]] - emf[i]) * cp[i, COND]
+            drain = cp[i, SELF_DIS]
+            if cp[i, SHORT_COND] > 0.0:
+                leak = ocv[i] * cp[i, SHORT_COND]
+                cs[i, LEAK_AS] += leak * dt
+                cs[i, HEAT_PENDING_J] += leak * ocv[i] * dt
+                drain += leak * cp[i, INV_CAP]
+            soc = cs[i, SOC] + (current * cp[i, INV_CAP] - drain) * dt
+            cs[i, SOC] = min(max(soc, SOC_FLOOR), SOC_CEILING)
+            v1_old = cs[i, V1]
+            v2_old = cs[i, V2]
+            v1 = v1_old * cp[i, A1] + cp[i, R1] * current * (1.0 - cp[i, A1])
+            v2 = v2_old * cp[i, A2] + cp[i, R2] * current * (1.0 - cp[i, A2])
+            cs[i, V1] = v1
+            cs[i, V2] = v2
+            rate = cp[i, HYST_RATE]
             if rate > 0.0 and current != 0.0:
-                x = rate * abs(current) * cp[INV_CAP, i] * dt
+                x = rate * abs(current) * cp[i, INV_CAP] * dt
                 target = 1.0 if current > 0.0 else -1.0
                 step = x if x < 1e-3 else 1.0 - math.exp(-x)
-                cs[HYST, i] += (target - cs[HYST, i]) * step
+                cs[i, HYST] += (target - cs[i, HYST]) * step
             v1_mid = 0.5 * (v1_old + v1)
             v2_mid = 0.5 * (v2_old + v2)
-            heat_w = current * current * cp[R0, i] + leak * ocv[i]
-            if cp[R1, i] > 0.0:
-                heat_w += v1_mid * v1_mid / cp[R1, i]
-            if cp[R2, i] > 0.0:
-                heat_w += v2_mid * v2_mid / cp[R2, i]
-            cs[CURRENT, i] = current
-            cs[CHARGE_AS, i] += current * dt
-            cs[THROUGHPUT_AS, i] += abs(current) * dt
-            cs[LEAK_AS, i] += leak * dt
-            cs[HEAT_J, i] += heat_w * dt
-            # lumped thermal model: exact relaxation towards coolant and old neighbour temps
-            left = cs[TEMP, i - 1] if i > 0 else 0.0
-            right = cs[TEMP, i + 1] if i + 1 < n_cells else 0.0
-            g_sum = cp[COOL_G, i] + cp[NB_LEFT, i] + cp[NB_RIGHT, i]
-            t_old = cs[TEMP, i]
-            if g_sum > 0.0:
-                t_inf = (
-                    heat_w
-                    + cp[COOL_G, i] * coolant
-                    + cp[NB_LEFT, i] * left
-                    + cp[NB_RIGHT, i] * right
-                ) / g_sum
-                new_temp[i] = t_inf + (t_old - t_inf) * cp[THERM_DECAY, i]
-            else:
-                new_temp[i] = t_old + heat_w * dt / cp[HEAT_CAP, i]
-        for i in range(n_cells):
-            cs[TEMP, i] = new_temp[i]
+            heat_w = (
+                current * current * cp[i, R0]
+                + v1_mid * v1_mid * cp[i, INV_R1]
+                + v2_mid * v2_mid * cp[i, INV_R2]
+            )
+            cs[i, CURRENT] = current
+            cs[i, CHARGE_AS] += current * dt
+            cs[i, THROUGHPUT_AS] += abs(current) * dt
+            cs[i, HEAT_PENDING_J] += heat_w * dt
 
 
-def advance_numpy(n_steps, dt, cs, cp, ci, tables, gs, group_branch, bs, bus):
-    """Vectorised NumPy twin of ``advance`` for machines without numba."""
-    n_groups, n_branch = gs.shape[1], bs.shape[1]
-    groups = ci[GROUP]
-    g_sum = cp[COOL_G] + cp[NB_LEFT] + cp[NB_RIGHT]
-    for _step in range(n_steps):
-        ocv = ocv_numpy(tables, ci[TYPE], cs[SOC], cs[TEMP], cs[HYST])
-        emf = ocv + cs[V1] * cp[G1] + cs[V2] * cp[G2]
-        group_g = np.bincount(groups, cp[COND], n_groups)
-        gs[G_EMF] = np.bincount(groups, cp[COND] * emf, n_groups) / group_g
-        gs[G_RES] = 1.0 / group_g
-        bs[B_EMF] = np.bincount(group_branch, gs[G_EMF], n_branch)
-        bs[B_RES] = np.bincount(group_branch, gs[G_RES], n_branch)
-        solve_bus(dt, bs, bus)
-        gs[G_VOLT] = gs[G_EMF] + gs[G_RES] * bs[B_CURRENT, group_branch]
-        current = (gs[G_VOLT, groups] - emf) * cp[COND]
-        leak = ocv * cp[SHORT_COND]
-        soc = cs[SOC] + ((current - leak) * cp[INV_CAP] - cp[SELF_DIS]) * dt
-        cs[SOC] = np.clip(soc, SOC_FLOOR, SOC_CEILING)
-        v1_old, v2_old = cs[V1].copy(), cs[V2].copy()
-        cs[V1] = v1_old * cp[A1] + cp[R1] * current * (1.0 - cp[A1])
-        cs[V2] = v2_old * cp[A2] + cp[R2] * current * (1.0 - cp[A2])
-        x = cp[HYST_RATE] * np.abs(current) * cp[INV_CAP] * dt
-        cs[HYST] += (np.sign(current) - cs[HYST]) * -np.expm1(-x)
-        v1_mid, v2_mid = 0.5 * (v1_old + cs[V1]), 0.5 * (v2_old + cs[V2])
-        safe_r1 = np.where(cp[R1] > 0, cp[R1], np.inf)
-        safe_r2 = np.where(cp[R2] > 0, cp[R2], np.inf)
-        heat_w = current**2 * cp[R0] + leak * ocv + v1_mid**2 / safe_r1 + v2_mid**2 / safe_r2
-        cs[CURRENT] = current
-        cs[CHARGE_AS] += current * dt
-        cs[THROUGHPUT_AS] += np.abs(current) * dt
-        cs[LEAK_AS] += leak * dt
-        cs[HEAT_J] += heat_w * dt
-        temp = cs[TEMP]
-        left = np.concatenate([[0.0], temp[:-1]])
-        right = np.concatenate([temp[1:], [0.0]])
-        inflow = heat_w + cp[COOL_G] * bus[COOLANT_C] + cp[NB_LEFT] * left + cp[NB_RIGHT] * right
-        t_inf = inflow / np.where(g_sum > 0, g_sum, 1.0)
-        relaxed = t_inf + (temp - t_inf) * cp[THERM_DECAY]
-        cs[TEMP] = np.where(g_sum > 0, relaxed, temp + heat_w * dt / cp[HEAT_CAP])
+@njit(cache=True, fastmath=True)
+def refresh_cells(impedance, tables, cell_type, cs, cp, dt):
+    """Look up every cell's circuit at its SoC and temperature and discretise it for ``dt``.
+
+    ``impedance`` holds (field, type, T, SoC) tables of r0, r1, tau1, r2, tau2. The OCV is
+    linearised around the present SoC until the next refresh (temperature only changes then).
+    """
+    for i in range(cs.shape[0]):
+        k, j, fy, fx = _grid_position(cs[i, SOC], cs[i, TEMP])
+        t = cell_type[i]
+        ocv, slope, gap = _linearise_ocv(tables, t, cs[i, SOC], cs[i, TEMP])
+        cp[i, OCV_REF] = ocv
+        cp[i, OCV_SLOPE] = slope
+        cp[i, SOC_REF] = cs[i, SOC]
+        cp[i, OCV_GAP] = gap
+        scale = cp[i, RES_SCALE]
+        r0 = _bilinear(impedance, 0, t, k, j, fy, fx) * scale
+        r1 = _bilinear(impedance, 1, t, k, j, fy, fx) * scale
+        tau1 = max(_bilinear(impedance, 2, t, k, j, fy, fx), 1e-6)
+        r2 = _bilinear(impedance, 3, t, k, j, fy, fx) * scale
+        tau2 = max(_bilinear(impedance, 4, t, k, j, fy, fx), 1e-6)
+        a1 = math.exp(-dt / tau1)
+        a2 = math.exp(-dt / tau2)
+        g1 = (1.0 - a1) * tau1 / dt
+        g2 = (1.0 - a2) * tau2 / dt
+        cp[i, R0] = r0
+        cp[i, R1] = r1
+        cp[i, R2] = r2
+        cp[i, INV_R1] = 1.0 / r1 if r1 > 0.0 else 0.0
+        cp[i, INV_R2] = 1.0 / r2 if r2 > 0.0 else 0.0
+        cp[i, A1] = a1
+        cp[i, A2] = a2
+        cp[i, G1] = g1
+        cp[i, G2] = g2
+        cp[i, COND] = 1.0 / (r0 + r1 * (1.0 - g1) + r2 * (1.0 - g2))
 
 
-def ocv_numpy(tables, cell_type, soc, temp_c, hyst):
-    """Vectorised ``ocv_lookup`` over arrays of cells."""
-    value = bilinear_numpy(tables[:, 0], cell_type, soc, temp_c)
-    value += hyst * bilinear_numpy(tables[:, 1], cell_type, soc, temp_c)
-    value += np.where(soc > 1.0, (soc - 1.0) * OVERCHARGE_SLOPE_V, 0.0)
-    value += np.where(soc < 0.0, soc * DEEP_DISCHARGE_SLOPE_V, 0.0)
-    return value
+@njit(cache=True, fastmath=True)
+def relax_temperatures(cs, cp, coolant_c, interval_s):
+    """Lumped thermal step over ``interval_s`` with the heat accrued in it.
 
-
-def bilinear_numpy(table_stack, cell_type, soc, temp_c):
-    """Values of per-type uniform-grid tables (type, T, SoC) at each cell's SoC and temperature."""
-    x = np.clip(soc, 0.0, 1.0) * (N_SOC_GRID - 1)
-    j = np.minimum(x.astype(np.int64), N_SOC_GRID - 2)
-    fx = x - j
-    y = np.clip((temp_c - TEMP_FIRST_C) / TEMP_STEP_C, 0.0, N_TEMP_GRID - 1.0)
-    k = np.minimum(y.astype(np.int64), N_TEMP_GRID - 2)
-    fy = y - k
-    t = table_stack
-    return (1 - fy) * ((1 - fx) * t[cell_type, k, j] + fx * t[cell_type, k, j + 1]) + fy * (
-        (1 - fx) * t[cell_type, k + 1, j] + fx * t[cell_type, k + 1, j + 1]
-    )
+    Each cell relaxes exactly towards the steady state set by its heat, its coolant and its
+    neighbours' temperatures at the start of the interval.
+    """
+    n_cells = cs.shape[0]
+    left = 0.0
+    for i in range(n_cells):
+        t_old = cs[i, TEMP]
+        heat_w = cs[i, HEAT_PENDING_J] / interval_s
+        cs[i, HEAT_J] += cs[i, HEAT_PENDING_J]
+        cs[i, HEAT_PENDING_J] = 0.0
+        right = cs[i + 1, TEMP] if i + 1 < n_cells else 0.0
+        g_sum = cp[i, COOL_G] + cp[i, NB_LEFT] + cp[i, NB_RIGHT]
+        if g_sum > 0.0:
+            t_inf = (
+                heat_w + cp[i, COOL_G] * coolant_c + cp[i, NB_LEFT] * left + cp[i, NB_RIGHT] * right
+            ) / g_sum
+            decay = math.exp(-interval_s * g_sum / cp[i, HEAT_CAP])
+            cs[i, TEMP] = t_inf + (t_old - t_inf) * decay
+        else:
+            cs[i, TEMP] = t_old + heat_w * interval_s / cp[i, HEAT_CAP]
+        left = t_old
 
 
 def soc_grid() -> np.ndarray:

@@ -50,32 +50,3 @@ def impedance_tables(cell_types: tuple[CellSpec, ...]) -> np.ndarray:
                 )
                 stack[f, t] = value * _on_grid(shape)
     return stack
-
-
-def refresh_impedance(
-    cp: np.ndarray,
-    impedance: np.ndarray,
-    cell_type: np.ndarray,
-    soc: np.ndarray,
-    temp_c: np.ndarray,
-    resistance_scale: np.ndarray,
-    dt_s: float,
-) -> None:
-    """Look up every cell's circuit at its SoC and temperature and discretise it for dt_s."""
-    values = [k.bilinear_numpy(impedance[f], cell_type, soc, temp_c) for f in range(5)]
-    r0, r1, tau1, r2, tau2 = values
-    cp[k.R0] = r0 * resistance_scale
-    cp[k.R1] = r1 * resistance_scale
-    cp[k.R2] = r2 * resistance_scale
-    for rate_row, mean_row, tau in ((k.A1, k.G1, tau1), (k.A2, k.G2, tau2)):
-        ratio = dt_s / np.maximum(tau, 1e-6)
-        cp[rate_row] = np.exp(-ratio)
-        cp[mean_row] = -np.expm1(-ratio) / ratio
-    effective = cp[k.R0] + cp[k.R1] * (1.0 - cp[k.G1]) + cp[k.R2] * (1.0 - cp[k.G2])
-    cp[k.COND] = 1.0 / effective
-
-
-def refresh_thermal(cp: np.ndarray, dt_s: float) -> None:
-    """Decay factor of each cell's exact thermal relaxation over dt_s."""
-    g_sum = cp[k.COOL_G] + cp[k.NB_LEFT] + cp[k.NB_RIGHT]
-    cp[k.THERM_DECAY] = np.exp(-dt_s * g_sum / cp[k.HEAT_CAP])

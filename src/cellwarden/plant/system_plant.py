@@ -16,16 +16,12 @@ from cellwarden.model.faults import (
 from cellwarden.model.scenario import ChargerSpec, InitialState, SpreadSpec
 from cellwarden.model.system import SystemSpec
 from cellwarden.plant import kernel as k
+from cellwarden.plant import kernel_numpy as kn
 from cellwarden.plant.ageing import AgeingConstantsArrays, AgeingState
 from cellwarden.plant.charger import CV_SOURCE_RESISTANCE_OHM, Charger, ChargerSetpoints
 from cellwarden.plant.duty import DutyMode
 from cellwarden.plant.layout import PlantLayout, build_layout
-from cellwarden.plant.parameters import (
-    impedance_tables,
-    ocv_tables,
-    refresh_impedance,
-    refresh_thermal,
-)
+from cellwarden.plant.parameters import impedance_tables, ocv_tables
 from cellwarden.plant.power_path import PowerPath, SwitchStates, combine_in_series
 from cellwarden.plant.spread import draw_spread
 
@@ -53,47 +49,33 @@ class SystemPlant:
         self.layout: PlantLayout = build_layout(system)
         self.dt_s = dt_s
         self.refresh_steps = max(1, round(parameter_refresh_s / dt_s))
-        self.time_s = 0.0
-        self._advance = k.advance if use_numba else k.advance_numpy
-        initial = initial or InitialState()
-        spread_draw = draw_spread(rng, self.layout.cell_count, spread or SpreadSpec())
-        self.spread = spread_draw
-        layout = self.layout
-        types = layout.cell_types
-        cell_type = layout.cell_type
-        n = layout.cell_count
-
-        def per_cell(getter) -> np.ndarray:
-            return np.array([getter(cell) for cell in types], dtype=float)[cell_type]
-
-        self.rated_capacity_ah = per_cell(lambda c: c.capacity_ah) * spread_draw.capacity_factor
-        self.cs = np.zeros((k.N_CELL_STATE, n))
-        self.cs[k.SOC] = np.clip(initial.soc_pct / 100.0 + spread_draw.soc_offset, 0.0, 1.0)
-        self.cs[k.TEMP] = ambient_temp_c if initial.temp_c is None else initial.temp_c
-        self.cp = np.zeros((k.N_CELL_PARAM, n))
-        self.cp[k.HEAT_CAP] = per_cell(lambda c: c.heat_capacity_j_per_k)
-        self.cp[k.COOL_G] = per_cell(lambda c: c.cooling_conductance_w_per_k)
-        neighbour = per_cell(lambda c: c.neighbour_conductance_w_per_k)
-        same_string = layout.cell_string[1:] == layout.cell_string[:-1]
-        self.cp[k.NB_LEFT, 1:] = np.where(same_string, neighbour[1:], 0.0)
-        self.cp[k.NB_RIGHT, :-1] = np.where(same_string, neighbour[:-1], 0.0)
-        self.cp[k.SELF_DIS] = (
-            (
-                per_cell(lambda c: c.self_discharge_pct_per_month)
-                + spread_draw.self_discharge_pct_per_month
-            )
-            / 100.0
-            / SECONDS_PER_MONTH
+        self.step_count = 0
+        self.use_numba = use_numba
+        self._advance, self._refresh_cells, self._relax = (
+            (k.advance, k.refresh_cells, k.relax_temperatures)
+            if use_numba
+            else (kn.advance_numpy, kn.refresh_cells_numpy, kn.relax_temperatures_numpy)
         )
-        self.cp[k.HYST_RATE] = per_cell(lambda c: c.chemistry.hysteresis_rate)
-        self.ci = np.vstack([layout.cell_group, cell_type]).astype(np.int64)
-        self.tables = ocv_tables(types)
-        self.impedance = impedance_tables(types)
+        initial = initial or InitialState()
+        layout = self.layout
+        self.spread = draw_spread(rng, layout.cell_count, spread or SpreadSpec())
+        self.rated_capacity_ah = (
+            self._per_cell(lambda c: c.capacity_ah) * self.spread.capacity_factor
+        )
+        # Cells are stored cell-major for the compiled kernel; ``cs`` and ``cp`` are the
+        # quantity-major views of the same memory (``cs[k.SOC]`` is every cell's SoC).
+        self.cs = self._initial_cell_state(initial, ambient_temp_c)
+        self.cp = self._static_cell_parameters()
+        self.ci = np.vstack([layout.cell_group, layout.cell_type]).astype(np.int64)
+        self.tables = ocv_tables(layout.cell_types)
+        self.impedance = impedance_tables(layout.cell_types)
         self.ageing = AgeingState.fresh(
-            AgeingConstantsArrays.from_types([c.chemistry.ageing for c in types], cell_type),
+            AgeingConstantsArrays.from_types(
+                [c.chemistry.ageing for c in layout.cell_types], layout.cell_type
+            ),
             self.cs[k.SOC],
         )
-        self.gs = np.zeros((k.N_GROUP, layout.group_count))
+        self.gs = self._group_state()
         self.bs = np.zeros((k.N_BRANCH, layout.branch_count))
         self.bus = np.zeros(k.N_BUS)
         self.bus[k.BUS_CAP_F] = system.dc_link_capacitance_f
@@ -107,14 +89,50 @@ class SystemPlant:
         )
         self.sensor_faults: list[SensorStuck | SensorDrift] = []
         self._duty = (DutyMode.REST, 0.0)
-        self._last_ageing = (
-            self.time_s,
-            self.cs[k.THROUGHPUT_AS].copy(),
-            self.cs[k.CHARGE_AS].copy(),
-        )
+        self._last_ageing = (0.0, self.cs[k.THROUGHPUT_AS].copy(), self.cs[k.CHARGE_AS].copy())
         self._refresh()
         self._sync_branches()
         self._settle_open_circuit()
+
+    def _per_cell(self, getter) -> np.ndarray:
+        """A cell-type property spread out to every cell."""
+        values = np.array([getter(cell) for cell in self.layout.cell_types], dtype=float)
+        return values[self.layout.cell_type]
+
+    def _initial_cell_state(self, initial: InitialState, ambient_temp_c: float) -> np.ndarray:
+        cs = np.zeros((self.layout.cell_count, k.N_CELL_STATE)).T
+        cs[k.SOC] = np.clip(initial.soc_pct / 100.0 + self.spread.soc_offset, 0.0, 1.0)
+        cs[k.TEMP] = ambient_temp_c if initial.temp_c is None else initial.temp_c
+        return cs
+
+    def _static_cell_parameters(self) -> np.ndarray:
+        layout = self.layout
+        cp = np.zeros((layout.cell_count, k.N_CELL_PARAM)).T
+        cp[k.HEAT_CAP] = self._per_cell(lambda c: c.heat_capacity_j_per_k)
+        cp[k.COOL_G] = self._per_cell(lambda c: c.cooling_conductance_w_per_k)
+        neighbour = self._per_cell(lambda c: c.neighbour_conductance_w_per_k)
+        same_string = layout.cell_string[1:] == layout.cell_string[:-1]
+        cp[k.NB_LEFT, 1:] = np.where(same_string, neighbour[1:], 0.0)
+        cp[k.NB_RIGHT, :-1] = np.where(same_string, neighbour[:-1], 0.0)
+        monthly_pct = (
+            self._per_cell(lambda c: c.self_discharge_pct_per_month)
+            + self.spread.self_discharge_pct_per_month
+        )
+        cp[k.SELF_DIS] = monthly_pct / 100.0 / SECONDS_PER_MONTH
+        cp[k.HYST_RATE] = self._per_cell(lambda c: c.chemistry.hysteresis_rate)
+        return cp
+
+    def _group_state(self) -> np.ndarray:
+        layout = self.layout
+        gs = np.zeros((k.N_GROUP, layout.group_count))
+        gs[k.G_V_MIN_SEEN] = np.inf
+        gs[k.G_V_MAX_SEEN] = -np.inf
+        first_cell = np.searchsorted(layout.cell_group, np.arange(layout.group_count))
+        group_type = layout.cell_type[first_cell]
+        bands = [c.effective_limits.cell_voltage_v for c in layout.cell_types]
+        gs[k.G_LIMIT_MAX_V] = np.array([band.upper.msl for band in bands])[group_type]
+        gs[k.G_LIMIT_MIN_V] = np.array([band.lower.msl for band in bands])[group_type]
+        return gs
 
     # --- configuration-derived figures -------------------------------------------------
     @property
@@ -174,34 +192,40 @@ class SystemPlant:
             self._sync_branches()
         elif isinstance(fault, CoolingFailure):
             self.cp[k.COOL_G] *= fault.remaining_fraction
-            refresh_thermal(self.cp, self.dt_s)
         elif isinstance(fault, ExternalShort):
             self.bus[k.SHORT_G] = 1.0 / fault.resistance_ohm
 
     # --- time ----------------------------------------------------------------------------
+    @property
+    def time_s(self) -> float:
+        """Simulated time since the start."""
+        return self.step_count * self.dt_s
+
+    @property
+    def refresh_interval_s(self) -> float:
+        """How often circuit parameters, temperatures and ageing update."""
+        return self.refresh_steps * self.dt_s
+
     def advance(self, duration_s: float) -> None:
         """Advance by a whole number of plant steps."""
         steps = round(duration_s / self.dt_s)
         if abs(steps * self.dt_s - duration_s) > 1e-6 * max(1.0, duration_s):
             raise ValueError(f"{duration_s} s is not a whole number of {self.dt_s} s steps")
+        self.advance_steps(steps)
+
+    def advance_steps(self, steps: int) -> None:
+        """Advance ``steps`` plant steps; slow physics updates at every refresh boundary."""
         while steps > 0:
-            into_refresh = round(self.time_s / self.dt_s) % self.refresh_steps
+            into_refresh = self.step_count % self.refresh_steps
             chunk = min(steps, self.refresh_steps - into_refresh)
             self._advance(
-                chunk,
-                self.dt_s,
-                self.cs,
-                self.cp,
-                self.ci,
-                self.tables,
-                self.gs,
-                self.layout.group_branch,
-                self.bs,
-                self.bus,
-            )
+                chunk, self.dt_s, *self._cell_arrays(), self.ci, self.tables, self.gs,
+                self.layout.group_branch, self.bs, self.bus,
+            )  # fmt: skip
             steps -= chunk
-            self.time_s += chunk * self.dt_s
+            self.step_count += chunk
             if into_refresh + chunk == self.refresh_steps:
+                self._relax(*self._cell_arrays(), self.bus[k.COOLANT_C], self.refresh_interval_s)
                 self._accrue_ageing()
                 self._refresh()
 
@@ -228,16 +252,16 @@ class SystemPlant:
 
     def _refresh(self) -> None:
         self.cp[k.INV_CAP] = 1.0 / (3600.0 * self.capacity_ah)
-        refresh_impedance(
-            self.cp,
-            self.impedance,
-            self.layout.cell_type,
-            self.cs[k.SOC],
-            self.cs[k.TEMP],
-            self.spread.resistance_factor * (1.0 + self.ageing.resistance_growth),
-            self.dt_s,
+        self.cp[k.RES_SCALE] = self.spread.resistance_factor * (1.0 + self.ageing.resistance_growth)
+        self._refresh_cells(
+            self.impedance, self.tables, self.layout.cell_type, *self._cell_arrays(), self.dt_s
         )
-        refresh_thermal(self.cp, self.dt_s)
+
+    def _cell_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Cell state and parameters as the active kernel takes them."""
+        if self.use_numba:
+            return self.cs.T, self.cp.T
+        return self.cs, self.cp
 
     def _sync_branches(self) -> None:
         layout = self.layout
@@ -285,7 +309,7 @@ class SystemPlant:
 
     @property
     def cell_ocv_v(self) -> np.ndarray:
-        return k.ocv_numpy(
+        return kn.ocv_numpy(
             self.tables, self.layout.cell_type, self.cs[k.SOC], self.cs[k.TEMP], self.cs[k.HYST]
         )
 

@@ -14,7 +14,9 @@ _FOLDER = resources.files("cellwarden.simulation") / "scenarios"
 
 
 def builtin_scenario_names() -> list[str]:
-    return sorted(p.name.removesuffix(".toml") for p in _FOLDER.iterdir() if p.name.endswith(".toml"))
+    return sorted(
+        p.name.removesuffix(".toml") for p in _FOLDER.iterdir() if p.name.endswith(".toml")
+    )
 
 
 def load_builtin(name: str) -> Scenario:
@@ -22,7 +24,9 @@ def load_builtin(name: str) -> Scenario:
     if not entry.is_file():
         known = ", ".join(builtin_scenario_names())
         raise ConfigError(f"unknown scenario {name!r}; built-in scenarios are: {known}")
-    return validate(Scenario, tomllib.loads(entry.read_text(encoding="utf-8")), f"built-in scenario {name}")
+    return validate(
+        Scenario, tomllib.loads(entry.read_text(encoding="utf-8")), f"built-in scenario {name}"
+    )
 
 
 def resolve_scenario(name_or_path: str) -> Scenario:

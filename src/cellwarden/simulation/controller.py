@@ -63,7 +63,9 @@ class OpenLoopController:
         if now_s == 0.0:
             for index, path in enumerate(self.plant.power_paths):
                 self.plant.set_switches(index, SwitchStates(negative=True, precharge=True))
-                self.events.add(now_s, "controller", "PRECHARGE", f"{self._name(index)} precharging")
+                self.events.add(
+                    now_s, "controller", "PRECHARGE", f"{self._name(index)} precharging"
+                )
             return
         if self.closed_at_s is None and now_s >= max(self.precharge_s.values()):
             for index, path in enumerate(self.plant.power_paths):

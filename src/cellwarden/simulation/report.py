@@ -8,9 +8,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from cellwarden.simulation.runner import RunResult  # noqa: E402
+from cellwarden.simulation.runner import RunResult
 
 
 def write_results(result: RunResult, folder: Path) -> dict[str, Path]:

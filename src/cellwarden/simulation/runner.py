@@ -55,7 +55,9 @@ def pack_rating(plant: SystemPlant) -> PackRating:
         max_discharge_current_a=limit(
             lambda s: s.pack.cell.effective_limits.discharge_current_c.upper.mol
         ),
-        max_charge_current_a=limit(lambda s: s.pack.cell.effective_limits.charge_current_c.upper.mol),
+        max_charge_current_a=limit(
+            lambda s: s.pack.cell.effective_limits.charge_current_c.upper.mol
+        ),
     )
 
 
@@ -121,14 +123,18 @@ class Simulation:
                 fault = faults[fault_index]
                 self.plant.inject(fault)
                 self.events.add(
-                    self.plant.time_s, "plant", "FAULT_INJECTED", f"fault injected: {fault.kind}",
+                    self.plant.time_s,
+                    "plant",
+                    "FAULT_INJECTED",
+                    f"fault injected: {fault.kind}",
                     **fault.model_dump(),
                 )
                 fault_index += 1
             if tick >= next_segment:
                 segment = self.profile.segment_at(tick * self.dt_s)
-                self.plant.set_duty(DutyMode(int(self.profile.mode[segment])),
-                                    float(self.profile.value[segment]))
+                self.plant.set_duty(
+                    DutyMode(int(self.profile.mode[segment])), float(self.profile.value[segment])
+                )
                 following = self.profile.next_change_after(tick * self.dt_s)
                 next_segment = total + 1 if math.isinf(following) else round(following / self.dt_s)
             for index, task in enumerate(tasks):
@@ -171,8 +177,11 @@ class _ProgressBar:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.progress = Progress(
-            TextColumn("simulating"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
-            TimeRemainingColumn(), transient=True,
+            TextColumn("simulating"),
+            BarColumn(),
+            TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
+            TimeRemainingColumn(),
+            transient=True,
         )
         self.task = self.progress.add_task("run", total=total_s)
         self.progress.start()

@@ -54,9 +54,13 @@ class GroundTruthMonitor:
         for cell in np.flatnonzero(beyond & ~self._beyond):
             position = plant.layout.position(int(cell)).label()
             self.events.add(
-                now_s, "truth", "TRUTH_BEYOND_MSL",
+                now_s,
+                "truth",
+                "TRUTH_BEYOND_MSL",
                 f"cell {position} beyond a maximum safety limit",
-                cell=int(cell), voltage_v=float(voltage[cell]), temp_c=float(temp[cell]),
+                cell=int(cell),
+                voltage_v=float(voltage[cell]),
+                temp_c=float(temp[cell]),
             )
         self._beyond = beyond
         self._last_time_s = now_s
