@@ -39,12 +39,25 @@ except ImportError:  # pragma: no cover - exercised only where numba is missing
         return wrap(args[0]) if args and callable(args[0]) else wrap
 
 
-# --- cell state rows (cs) ---
-(SOC, V1, V2, HYST, TEMP, CURRENT, CHARGE_AS, THROUGHPUT_AS, LEAK_AS, HEAT_PENDING_J, HEAT_J) = (
-    range(11)
-)
-N_CELL_STATE = 11
-# --- cell parameter rows (cp); circuit rows are refreshed at the parameter rate ---
+# --- cell state columns (cs) ---
+(
+    SOC,
+    V1,
+    V2,
+    HYST,
+    TEMP,
+    CURRENT,
+    CHARGE_AS,
+    THROUGHPUT_AS,
+    LEAK_AS,
+    HEAT_PENDING_J,
+    HEAT_J,
+    TEMP_MIN_SEEN,
+    TEMP_MAX_SEEN,
+    TEMP_BEYOND_S,
+) = range(14)
+N_CELL_STATE = 14
+# --- cell parameter columns (cp); circuit rows are refreshed at the parameter rate ---
 (
     R0,
     R1,
@@ -69,8 +82,10 @@ N_CELL_STATE = 11
     OCV_SLOPE,
     SOC_REF,
     OCV_GAP,
-) = range(23)
-N_CELL_PARAM = 23
+    LIMIT_MIN_C,
+    LIMIT_MAX_C,
+) = range(25)
+N_CELL_PARAM = 25
 # --- integer rows (ci) ---
 GROUP, TYPE = range(2)
 # --- group rows (gs): Thevenin equivalent, terminal voltage, and the truth watch ---
@@ -401,7 +416,8 @@ def relax_temperatures(cs, cp, coolant_c, interval_s):
     """Lumped thermal step over ``interval_s`` with the heat accrued in it.
 
     Each cell relaxes exactly towards the steady state set by its heat, its coolant and its
-    neighbours' temperatures at the start of the interval.
+    neighbours' temperatures at the start of the interval. The truth watch keeps each cell's
+    extremes and its time beyond the temperature safety limits.
     """
     n_cells = cs.shape[0]
     left = 0.0
@@ -421,6 +437,11 @@ def relax_temperatures(cs, cp, coolant_c, interval_s):
         else:
             cs[i, TEMP] = t_old + heat_w * interval_s / cp[i, HEAT_CAP]
         left = t_old
+        t_new = cs[i, TEMP]
+        cs[i, TEMP_MIN_SEEN] = min(cs[i, TEMP_MIN_SEEN], t_new)
+        cs[i, TEMP_MAX_SEEN] = max(cs[i, TEMP_MAX_SEEN], t_new)
+        if t_new > cp[i, LIMIT_MAX_C] or t_new < cp[i, LIMIT_MIN_C]:
+            cs[i, TEMP_BEYOND_S] += interval_s
 
 
 def soc_grid() -> np.ndarray:

@@ -38,6 +38,8 @@ from cellwarden.plant.kernel import (
     INV_R1,
     INV_R2,
     LEAK_AS,
+    LIMIT_MAX_C,
+    LIMIT_MIN_C,
     N_SOC_GRID,
     N_TEMP_GRID,
     NB_LEFT,
@@ -57,7 +59,10 @@ from cellwarden.plant.kernel import (
     SOC_FLOOR,
     SOC_REF,
     TEMP,
+    TEMP_BEYOND_S,
     TEMP_FIRST_C,
+    TEMP_MAX_SEEN,
+    TEMP_MIN_SEEN,
     TEMP_STEP_C,
     THROUGHPUT_AS,
     V1,
@@ -183,3 +188,7 @@ def relax_temperatures_numpy(cs, cp, coolant_c, interval_s) -> None:
     t_inf = inflow / safe_g
     relaxed = t_inf + (temp - t_inf) * np.exp(-interval_s * g_sum / cp[HEAT_CAP])
     cs[TEMP] = np.where(g_sum > 0, relaxed, temp + heat_w * interval_s / cp[HEAT_CAP])
+    cs[TEMP_MIN_SEEN] = np.minimum(cs[TEMP_MIN_SEEN], cs[TEMP])
+    cs[TEMP_MAX_SEEN] = np.maximum(cs[TEMP_MAX_SEEN], cs[TEMP])
+    beyond = (cs[TEMP] > cp[LIMIT_MAX_C]) | (cs[TEMP] < cp[LIMIT_MIN_C])
+    cs[TEMP_BEYOND_S] += np.where(beyond, interval_s, 0.0)

@@ -27,6 +27,7 @@ from cellwarden.plant.spread import draw_spread
 
 SECONDS_PER_MONTH = 30.0 * 86_400.0
 POWER_LOAD_CUTOUT_FRACTION = 0.3  # a power load stops drawing below this share of nominal V
+AGEING_INTERVAL_S = 60.0  # ageing accrues at most this often (at every refresh if slower)
 
 
 class SystemPlant:
@@ -103,6 +104,8 @@ class SystemPlant:
         cs = np.zeros((self.layout.cell_count, k.N_CELL_STATE)).T
         cs[k.SOC] = np.clip(initial.soc_pct / 100.0 + self.spread.soc_offset, 0.0, 1.0)
         cs[k.TEMP] = ambient_temp_c if initial.temp_c is None else initial.temp_c
+        cs[k.TEMP_MIN_SEEN] = cs[k.TEMP]
+        cs[k.TEMP_MAX_SEEN] = cs[k.TEMP]
         return cs
 
     def _static_cell_parameters(self) -> np.ndarray:
@@ -120,6 +123,8 @@ class SystemPlant:
         )
         cp[k.SELF_DIS] = monthly_pct / 100.0 / SECONDS_PER_MONTH
         cp[k.HYST_RATE] = self._per_cell(lambda c: c.chemistry.hysteresis_rate)
+        cp[k.LIMIT_MAX_C] = self._per_cell(lambda c: c.effective_limits.discharge_temp_c.upper.msl)
+        cp[k.LIMIT_MIN_C] = self._per_cell(lambda c: c.effective_limits.discharge_temp_c.lower.msl)
         return cp
 
     def _group_state(self) -> np.ndarray:
@@ -226,7 +231,8 @@ class SystemPlant:
             self.step_count += chunk
             if into_refresh + chunk == self.refresh_steps:
                 self._relax(*self._cell_arrays(), self.bus[k.COOLANT_C], self.refresh_interval_s)
-                self._accrue_ageing()
+                if self.time_s - self._last_ageing[0] >= AGEING_INTERVAL_S - 1e-9:
+                    self._accrue_ageing()
                 self._refresh()
 
     def _settle_open_circuit(self) -> None:

@@ -61,7 +61,7 @@ class OpenLoopController:
 
     def _main(self, now_s: float) -> None:
         if now_s == 0.0:
-            for index, path in enumerate(self.plant.power_paths):
+            for index in range(len(self.plant.power_paths)):
                 self.plant.set_switches(index, SwitchStates(negative=True, precharge=True))
                 self.events.add(
                     now_s, "controller", "PRECHARGE", f"{self._name(index)} precharging"

@@ -141,8 +141,8 @@ class Simulation:
                 if tick >= next_task[index]:
                     task.run(tick * self.dt_s)
                     next_task[index] += task_periods[index]
-            self.truth.observe()
             if tick >= next_log:
+                self.truth.observe()
                 self.recorder.record()
                 next_log += log_period
             if tick >= total:
@@ -212,8 +212,8 @@ def summarise(result: RunResult) -> dict[str, Any]:
         "cell_voltage_max_v": truth.cell_voltage_range_v[1],
         "cell_temp_min_c": truth.cell_temp_range_c[0],
         "cell_temp_max_c": truth.cell_temp_range_c[1],
-        "soc_min_pct": 100.0 * truth.soc_range[0],
-        "soc_max_pct": 100.0 * truth.soc_range[1],
+        "soc_min_pct": float(result.recorder.pack_frame()["soc_min_pct"].min()),
+        "soc_max_pct": float(result.recorder.pack_frame()["soc_max_pct"].max()),
         "charge_in_ah": float(bs[k.B_CHARGED_AS].sum() / 3600.0),
         "charge_out_ah": float(bs[k.B_DISCHARGED_AS].sum() / 3600.0),
         "energy_in_wh": float(bs[k.B_CHARGED_J].sum() / 3600.0),
