@@ -26,7 +26,12 @@ class SensorStuck(_Fault):
 
     kind: Literal["sensor_stuck"]
     sensor: Literal["cell_voltage", "cell_temperature", "current"]
-    index: int = Field(default=0, ge=0, description="cell index, or string index for current")
+    index: int = Field(
+        default=0,
+        ge=0,
+        description="voltage channel (series cell) or temperature sensor of string 0 of the "
+        "system's flat numbering, or string index for current",
+    )
 
 
 class SensorDrift(_Fault):
@@ -36,6 +41,23 @@ class SensorDrift(_Fault):
     sensor: Literal["cell_voltage", "cell_temperature", "current"]
     index: int = Field(default=0, ge=0)
     rate_per_s: float = Field(description="drift in the sensor's unit per second")
+
+
+class OpenWire(_Fault):
+    """A cell-voltage sense wire breaks: wire k sits between series cells k-1 and k."""
+
+    kind: Literal["open_wire"]
+    string: int = Field(default=0, ge=0)
+    wire: int = Field(ge=0)
+
+
+class NtcFault(_Fault):
+    """A temperature sensor opens (reads the pull-up rail) or shorts (reads zero)."""
+
+    kind: Literal["ntc_fault"]
+    string: int = Field(default=0, ge=0)
+    sensor: int = Field(ge=0)
+    mode: Literal["open", "short"] = "open"
 
 
 class WeldedContactor(_Fault):
@@ -59,7 +81,17 @@ class ExternalShort(_Fault):
     resistance_ohm: float = Field(default=0.01, gt=0)
 
 
+SensorFault = SensorStuck | SensorDrift | OpenWire | NtcFault
+"""Faults of the measurement hardware: the plant records them, the simulated drivers apply them."""
+
 FaultSpec = Annotated[
-    InternalShort | SensorStuck | SensorDrift | WeldedContactor | CoolingFailure | ExternalShort,
+    InternalShort
+    | SensorStuck
+    | SensorDrift
+    | OpenWire
+    | NtcFault
+    | WeldedContactor
+    | CoolingFailure
+    | ExternalShort,
     Field(discriminator="kind"),
 ]

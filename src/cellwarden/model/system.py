@@ -58,6 +58,12 @@ class PowerPathSpec(BaseModel):
     max_current_a: float = Field(gt=0, default=250.0)
     closed_resistance_ohm: float = Field(gt=0, default=0.0005)
     precharge_resistance_ohm: float = Field(gt=0, default=20.0)
+    short_circuit_trip_a: float | None = Field(
+        default=None, gt=0, description="analog cut-off threshold (board hardware), if any"
+    )
+    short_circuit_delay_s: float = Field(
+        default=200e-6, gt=0, le=0.1, description="how long the analog cut-off takes to open"
+    )
 
 
 class StringSpec(BaseModel):

@@ -8,9 +8,11 @@ quantity-major. Each step:
 1. every cell becomes a Thevenin source over the step (OCV with hysteresis plus the two RC
    voltages' step averages behind an effective resistance; exact for constant current; the
    OCV is linear in SoC between refreshes, exact within each 0.5 % cell of its table);
-2. parallel cells combine into series groups and groups into branches (strings);
+2. parallel cells combine into series groups (less any balancing bleed across the group) and
+   groups into branches (strings);
 3. the DC bus node (DC-link capacitor, load, charger, bleed resistor, external short) is solved
-   exactly for the step, branch by branch obeying the power path's allowed directions;
+   exactly for the step, branch by branch obeying the power path's allowed directions and its
+   analog short-circuit cut-off;
 4. Kirchhoff gives each cell its current; charge, RC voltages, hysteresis and heat follow.
 
 Slower physics runs at the parameter-refresh rate (``refresh_cells``): SoC- and
@@ -89,10 +91,19 @@ N_CELL_PARAM = 25
 # --- integer rows (ci) ---
 GROUP, TYPE = range(2)
 # --- group rows (gs): Thevenin equivalent, terminal voltage, and the truth watch ---
-(G_EMF, G_RES, G_VOLT, G_V_MIN_SEEN, G_V_MAX_SEEN, G_BEYOND_S, G_LIMIT_MIN_V, G_LIMIT_MAX_V) = (
-    range(8)
-)
-N_GROUP = 8
+(
+    G_EMF,
+    G_RES,
+    G_VOLT,
+    G_V_MIN_SEEN,
+    G_V_MAX_SEEN,
+    G_BEYOND_S,
+    G_LIMIT_MIN_V,
+    G_LIMIT_MAX_V,
+    G_BLEED_G,
+    G_BLEED_AS,
+) = range(10)
+N_GROUP = 10
 # --- branch rows (bs) ---
 (
     B_EMF,
@@ -107,8 +118,13 @@ N_GROUP = 8
     B_CHARGED_J,
     B_DISCHARGED_J,
     B_ACTIVE,
-) = range(12)
-N_BRANCH = 12
+    B_TRIP_A,
+    B_TRIP_DELAY_S,
+    B_TRIPPED,
+    B_PEAK_A,
+    B_TRIP_CURRENT,
+) = range(17)
+N_BRANCH = 17
 # --- bus entries (bus) ---
 (
     BUS_V,
@@ -217,6 +233,7 @@ def solve_bus(dt, bs, bus):
     n_branch = bs.shape[1]
     for b in range(n_branch):
         bs[B_ACTIVE, b] = bs[B_CONDUCTING, b]
+        bs[B_TRIP_CURRENT, b] = 0.0
     v_start = bus[BUS_V]
     mode = int(bus[LOAD_MODE])
     load_i = 0.0
@@ -267,12 +284,22 @@ def solve_bus(dt, bs, bus):
             ):
                 bs[B_ACTIVE, b] = 0.0
                 violated = True
+            elif bs[B_TRIP_A, b] > 0.0 and abs(current) > bs[B_TRIP_A, b]:
+                # the board's analog short-circuit cut-off: it opens after its delay, within
+                # this step; the step carries the short current for that delay only
+                bs[B_TRIPPED, b] = 1.0
+                bs[B_CONDUCTING, b] = 0.0
+                bs[B_ACTIVE, b] = 0.0
+                bs[B_TRIP_CURRENT, b] = current * min(1.0, bs[B_TRIP_DELAY_S, b] / dt)
+                bs[B_PEAK_A, b] = max(bs[B_PEAK_A, b], abs(current))
+                violated = True
         if not violated:
             break
     for b in range(n_branch):
         if bs[B_ACTIVE, b] < 0.5:
-            bs[B_CURRENT, b] = 0.0
+            bs[B_CURRENT, b] = bs[B_TRIP_CURRENT, b]
         current = bs[B_CURRENT, b]
+        bs[B_PEAK_A, b] = max(bs[B_PEAK_A, b], abs(current))
         power = (bs[B_EMF, b] + bs[B_RES, b] * current) * current
         if current > 0.0:
             bs[B_CHARGED_AS, b] += current * dt
@@ -324,6 +351,10 @@ def advance(n_steps, dt, cs, cp, ci, tables, gs, group_branch, bs, bus):
         for g in range(n_groups):
             gs[G_EMF, g] /= group_g[g]
             gs[G_RES, g] = 1.0 / group_g[g]
+            # a balancing bleed resistor across the group draws V/R (last step's V)
+            bleed = gs[G_VOLT, g] * gs[G_BLEED_G, g]
+            gs[G_BLEED_AS, g] += bleed * dt
+            gs[G_EMF, g] -= gs[G_RES, g] * bleed
             b = group_branch[g]
             bs[B_EMF, b] += gs[G_EMF, g]
             bs[B_RES, b] += gs[G_RES, g]

@@ -21,6 +21,8 @@ from cellwarden.plant.kernel import (
     G1,
     G2,
     G_BEYOND_S,
+    G_BLEED_AS,
+    G_BLEED_G,
     G_EMF,
     G_LIMIT_MAX_V,
     G_LIMIT_MIN_V,
@@ -113,6 +115,9 @@ def advance_numpy(n_steps, dt, cs, cp, ci, tables, gs, group_branch, bs, bus) ->
         group_g = np.bincount(groups, cp[COND], n_groups)
         gs[G_EMF] = np.bincount(groups, cp[COND] * emf, n_groups) / group_g
         gs[G_RES] = 1.0 / group_g
+        bleed = gs[G_VOLT] * gs[G_BLEED_G]
+        gs[G_BLEED_AS] += bleed * dt
+        gs[G_EMF] -= gs[G_RES] * bleed
         bs[B_EMF] = np.bincount(group_branch, gs[G_EMF], n_branch)
         bs[B_RES] = np.bincount(group_branch, gs[G_RES], n_branch)
         solve_bus(dt, bs, bus)

@@ -9,8 +9,7 @@ from cellwarden.model.faults import (
     ExternalShort,
     FaultSpec,
     InternalShort,
-    SensorDrift,
-    SensorStuck,
+    SensorFault,
     WeldedContactor,
 )
 from cellwarden.model.scenario import ChargerSpec, InitialState, SpreadSpec
@@ -77,7 +76,7 @@ class SystemPlant:
             self.cs[k.SOC],
         )
         self.gs = self._group_state()
-        self.bs = np.zeros((k.N_BRANCH, layout.branch_count))
+        self.bs = self._branch_state()
         self.bus = np.zeros(k.N_BUS)
         self.bus[k.BUS_CAP_F] = system.dc_link_capacitance_f
         self.bus[k.BUS_BLEED_G] = 1.0 / system.dc_link_bleed_resistance_ohm
@@ -88,7 +87,7 @@ class SystemPlant:
         self.charger = Charger(
             charger or self._default_charger(), default_voltage_v=self.branch_max_voltage_v
         )
-        self.sensor_faults: list[SensorStuck | SensorDrift] = []
+        self.sensor_faults: list[tuple[float, SensorFault]] = []  # (since_s, fault)
         self._duty = (DutyMode.REST, 0.0)
         self._last_ageing = (0.0, self.cs[k.THROUGHPUT_AS].copy(), self.cs[k.CHARGE_AS].copy())
         self._refresh()
@@ -126,6 +125,19 @@ class SystemPlant:
         cp[k.LIMIT_MAX_C] = self._per_cell(lambda c: c.effective_limits.discharge_temp_c.upper.msl)
         cp[k.LIMIT_MIN_C] = self._per_cell(lambda c: c.effective_limits.discharge_temp_c.lower.msl)
         return cp
+
+    def _branch_state(self) -> np.ndarray:
+        layout = self.layout
+        bs = np.zeros((k.N_BRANCH, layout.branch_count))
+        for branch in range(layout.branch_count):
+            paths = [
+                layout.strings[s].power_path for s in np.flatnonzero(layout.string_branch == branch)
+            ]
+            trips = [p.short_circuit_trip_a for p in paths if p.short_circuit_trip_a is not None]
+            if trips:
+                bs[k.B_TRIP_A, branch] = min(trips)
+                bs[k.B_TRIP_DELAY_S, branch] = max(p.short_circuit_delay_s for p in paths)
+        return bs
 
     def _group_state(self) -> np.ndarray:
         layout = self.layout
@@ -183,6 +195,19 @@ class SystemPlant:
         self.charger.request = request
         self._sync_charger()
 
+    def set_bleed_conductance(self, conductance_s: np.ndarray) -> None:
+        """Balancing: the conductance of the bleed resistor switched across each series group."""
+        self.gs[k.G_BLEED_G] = conductance_s
+
+    def short_circuit_tripped(self, string: int) -> bool:
+        """Whether the string's analog short-circuit cut-off has opened its path."""
+        return bool(self.bs[k.B_TRIPPED, self.layout.string_branch[string]] > 0.5)
+
+    def reset_short_circuit_trip(self, string: int) -> None:
+        """Re-arm the analog cut-off (the path conducts again as commanded)."""
+        self.bs[k.B_TRIPPED, self.layout.string_branch[string]] = 0.0
+        self._sync_branches()
+
     def set_coolant_temp(self, temp_c: float) -> None:
         self.bus[k.COOLANT_C] = temp_c
 
@@ -190,8 +215,8 @@ class SystemPlant:
         """Make a fault happen now."""
         if isinstance(fault, InternalShort):
             self.cp[k.SHORT_COND, fault.cell] = 1.0 / fault.resistance_ohm
-        elif isinstance(fault, SensorStuck | SensorDrift):
-            self.sensor_faults.append(fault)
+        elif isinstance(fault, SensorFault):
+            self.sensor_faults.append((self.time_s, fault))
         elif isinstance(fault, WeldedContactor):
             self.power_paths[fault.string].welded = True
             self._sync_branches()
@@ -274,7 +299,8 @@ class SystemPlant:
         for branch in range(layout.branch_count):
             members = np.flatnonzero(layout.string_branch == branch)
             conduction = combine_in_series([self.power_paths[s].conduction() for s in members])
-            self.bs[k.B_CONDUCTING, branch] = float(conduction.conducting)
+            tripped = self.bs[k.B_TRIPPED, branch] > 0.5
+            self.bs[k.B_CONDUCTING, branch] = float(conduction.conducting and not tripped)
             self.bs[k.B_PATH_RES, branch] = (
                 conduction.resistance_ohm if conduction.conducting else 0.0
             )

@@ -11,7 +11,7 @@ PER_CELL_LIMIT = 512  # systems up to this many cells also log every cell
 
 
 class Recorder:
-    """Collects one row per log tick."""
+    """Collects one row per log tick; a row at time t holds the plant step that ends at t."""
 
     def __init__(self, plant: SystemPlant, per_cell: bool | None = None) -> None:
         self.plant = plant

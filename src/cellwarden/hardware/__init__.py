@@ -1,0 +1,1 @@
+"""The board layer: interfaces the BMS talks to, and simulated drivers over the plant."""

@@ -1,0 +1,132 @@
+"""A simulated cell-monitor front end over one string of the plant."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cellwarden.hardware.interfaces import TemperatureSample, VoltageSample
+from cellwarden.hardware.sensor_faults import StuckAndDrift
+from cellwarden.model.board import BoardSpec
+from cellwarden.model.faults import NtcFault, OpenWire
+from cellwarden.plant import kernel as k
+from cellwarden.plant.system_plant import SystemPlant
+
+KELVIN = 273.15
+NTC_RAIL_MARGIN_CODES = 3  # codes from either rail read as open or short
+
+
+class SimulatedCellMonitor:
+    """Cell channels with gain, offset, noise and quantisation; NTCs; open-wire test; bleeders."""
+
+    def __init__(
+        self, plant: SystemPlant, string: int, board: BoardSpec, rng: np.random.Generator
+    ) -> None:
+        self.plant = plant
+        self.string = string
+        self.spec = board
+        layout = plant.layout
+        self.groups = np.flatnonzero(layout.group_string == string)
+        self.cell_count = int(self.groups.size)
+        monitor = board.cell_monitor
+        self.sensor_cells = np.arange(
+            monitor.cells_per_temp_sensor // 2, self.cell_count, monitor.cells_per_temp_sensor
+        )
+        parallel = layout.strings[string].pack.parallel
+        self._sensor_plant_cells = layout.string_first_cell[string] + self.sensor_cells * parallel
+        self._rng = rng
+        self._gain = 1.0 + rng.normal(0.0, monitor.gain_error_pct / 100.0, self.cell_count)
+        self._offset_v = rng.normal(0.0, monitor.offset_v, self.cell_count)
+        self._pack_gain = 1.0 + rng.normal(0.0, monitor.pack_gain_error_pct / 100.0)
+        self._ntc_offset_c = rng.normal(0.0, board.ntc.tolerance_c, self.sensor_cells.size)
+        self._voltage_faults = StuckAndDrift("cell_voltage", 0, self.cell_count)
+        self._temp_faults = StuckAndDrift("cell_temperature", 0, self.sensor_cells.size)
+        self._last: VoltageSample | None = None
+        self._mask = np.zeros(self.cell_count, dtype=bool)
+        self._duty = 1.0
+
+    # --- voltages ---------------------------------------------------------------------------
+    def sample_voltages(self, now_s: float) -> VoltageSample:
+        """The latest conversion; a new one starts every ``conversion_period_s``."""
+        period = self.spec.cell_monitor.conversion_period_s
+        if self._last is not None and now_s - self._last.time_s < period - 1e-9:
+            return self._last
+        self._last = self._convert(now_s)
+        return self._last
+
+    def _convert(self, now_s: float) -> VoltageSample:
+        monitor = self.spec.cell_monitor
+        true_v = self.plant.gs[k.G_VOLT, self.groups]
+        seen = true_v.copy()
+        for wire in self._open_wires():
+            # the channel above a broken wire sees both cells, the one below sees nothing
+            if wire > 0:
+                seen[wire - 1] = 0.0
+            if wire < self.cell_count:
+                seen[wire] = true_v[wire] + (true_v[wire - 1] if wire > 0 else 0.0)
+        noise = self._rng.normal(0.0, monitor.noise_v, self.cell_count)
+        reading = np.round((seen * self._gain + self._offset_v + noise) / monitor.adc_lsb_v)
+        cells = self._voltage_faults.apply(
+            self.plant.sensor_faults, reading * monitor.adc_lsb_v, now_s
+        )
+        pack = float(true_v.sum()) * self._pack_gain + self._rng.normal(0.0, 0.01)
+        link = self.plant.bus_voltage_v * self._pack_gain + self._rng.normal(0.0, 0.01)
+        return VoltageSample(now_s, np.maximum(cells, 0.0), pack, link)
+
+    def _open_wires(self) -> list[int]:
+        return [
+            fault.wire
+            for _, fault in self.plant.sensor_faults
+            if isinstance(fault, OpenWire) and fault.string == self.string
+        ]
+
+    def open_wire_check(self, now_s: float) -> np.ndarray:
+        """Channels next to an open sense wire (the front end's current-source test)."""
+        flags = np.zeros(self.cell_count, dtype=bool)
+        for wire in self._open_wires():
+            for channel in (wire - 1, wire):
+                if 0 <= channel < self.cell_count:
+                    flags[channel] = True
+        return flags
+
+    # --- temperatures -----------------------------------------------------------------------
+    def sample_temperatures(self, now_s: float) -> TemperatureSample:
+        """NTC readings through the divider and ADC, with rail checks for open and short."""
+        ntc = self.spec.ntc
+        true_c = self.plant.cell_temp_c[self._sensor_plant_cells] + self._ntc_offset_c
+        true_c = true_c + self._rng.normal(0.0, ntc.noise_c, true_c.size)
+        resistance = ntc.r25_ohm * np.exp(ntc.beta_k * (1.0 / (true_c + KELVIN) - 1.0 / 298.15))
+        full_scale = 2**ntc.adc_bits - 1
+        fraction = resistance / (resistance + ntc.pullup_ohm)
+        for _, fault in self.plant.sensor_faults:
+            ours = isinstance(fault, NtcFault) and fault.string == self.string
+            if ours and fault.sensor < fraction.size:
+                fraction[fault.sensor] = 1.0 if fault.mode == "open" else 0.0
+        codes = np.round(fraction * full_scale)
+        open_circuit = codes >= full_scale - NTC_RAIL_MARGIN_CODES
+        short_circuit = codes <= NTC_RAIL_MARGIN_CODES
+        measured = np.clip(codes, 1, full_scale - 1) / full_scale
+        r_measured = ntc.pullup_ohm * measured / (1.0 - measured)
+        temp_c = 1.0 / (1.0 / 298.15 + np.log(r_measured / ntc.r25_ohm) / ntc.beta_k) - KELVIN
+        temp_c = self._temp_faults.apply(self.plant.sensor_faults, temp_c, now_s)
+        return TemperatureSample(now_s, temp_c, open_circuit, short_circuit)
+
+    # --- balancing --------------------------------------------------------------------------
+    def set_balancing(self, mask: np.ndarray) -> None:
+        """Switch bleed resistors; the board derates the duty to stay within its heat budget."""
+        spec = self.spec.balancing
+        self._mask = np.asarray(mask, dtype=bool)
+        voltage = self.plant.gs[k.G_VOLT, self.groups]
+        power_w = float(np.sum(np.where(self._mask, voltage**2, 0.0)) / spec.bleed_resistance_ohm)
+        duty = 1.0 if power_w <= spec.max_board_power_w else spec.max_board_power_w / power_w
+        board_c = (
+            self.plant.bus[k.COOLANT_C] + power_w * duty * spec.board_thermal_resistance_k_per_w
+        )
+        span = spec.derate_stop_c - spec.derate_start_c
+        duty *= min(1.0, max(0.0, (spec.derate_stop_c - board_c) / span)) if span > 0 else 1.0
+        self._duty = duty
+        conductance = self.plant.gs[k.G_BLEED_G].copy()
+        conductance[self.groups] = np.where(self._mask, duty / spec.bleed_resistance_ohm, 0.0)
+        self.plant.set_bleed_conductance(conductance)
+
+    def balancing_duty(self) -> float:
+        return self._duty

@@ -1,0 +1,19 @@
+"""A simulated charger link: the BMS's charge limits handed straight to the plant's charger."""
+
+from __future__ import annotations
+
+from cellwarden.plant.charger import ChargerSetpoints
+from cellwarden.plant.system_plant import SystemPlant
+
+
+class SimulatedChargerLink:
+    """Direct link; the CAN charger protocol replaces it where a scenario configures CAN."""
+
+    def __init__(self, plant: SystemPlant) -> None:
+        self.plant = plant
+
+    def request(self, voltage_v: float, current_a: float) -> None:
+        self.plant.set_charger_request(ChargerSetpoints(voltage_v, max(0.0, current_a)))
+
+    def stop(self) -> None:
+        self.plant.set_charger_request(ChargerSetpoints(self.plant.branch_max_voltage_v, 0.0))
