@@ -34,9 +34,18 @@ def test_simulate_writes_outputs_and_json_summary(tmp_path: Path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert summary["simulated_s"] == 120.0 and summary["cells"] == 52
-    for key in ("wall_s", "cell_voltage_min_v", "cell_voltage_max_v", "cell_temp_min_c",
-                "cell_temp_max_c", "charge_in_ah", "charge_out_ah", "energy_in_wh",
-                "energy_out_wh", "events"):
+    for key in (
+        "wall_s",
+        "cell_voltage_min_v",
+        "cell_voltage_max_v",
+        "cell_temp_min_c",
+        "cell_temp_max_c",
+        "charge_in_ah",
+        "charge_out_ah",
+        "energy_in_wh",
+        "energy_out_wh",
+        "events",
+    ):
         assert key in summary
     assert summary["cell_voltage_min_v"] <= summary["cell_voltage_max_v"]
     frame = pd.read_parquet(out / "timeseries.parquet")

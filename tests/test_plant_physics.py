@@ -31,22 +31,39 @@ DYNAMIC_PROFILE = [  # (duration_s, mode, value): discharge, rest, regen, charge
 ]
 
 
-def test_charge_balance_and_kirchhoff_over_dynamic_profile(kit):
+def _balance_system(kit, kind: str) -> SystemSpec:
+    if kind == "standalone 7S3P":
+        return kit.standalone("nmc-21700-5ah", series=7, parallel=3,
+                              dc_link_bleed_resistance_ohm=kit.HUGE_BLEED_OHM)  # fmt: skip
+    string = {"pack": {"cell": "nmc-21700-5ah", "series": 12, "parallel": 2}, "count": 2,
+              "cells_per_slave": 12}  # fmt: skip
+    return SystemSpec.model_validate(
+        {
+            "architecture": "multi-master",
+            "dc_link_bleed_resistance_ohm": kit.HUGE_BLEED_OHM,
+            "strings": [string],
+        }
+    )
+
+
+@pytest.mark.parametrize("kind", ["standalone 7S3P", "two parallel 12S2P strings"])
+def test_charge_balance_and_kirchhoff_over_dynamic_profile(kit, kind):
     """Charge is conserved per cell, and Kirchhoff's current law holds at every step.
 
-    Independent expectations for a 7S3P pack with 3 % capacity / 10 % resistance / 2 % SoC
-    spread, an internal short in one cell, and discharge, regen, CC charge, constant-power and
-    resistive segments:
+    Independent expectations for a 7S3P pack, or two parallel 12S2P strings, with 3 %
+    capacity / 10 % resistance / 2 % SoC spread, an internal short in one cell, and
+    discharge, rest, regen, CC charge, constant-power and resistive segments:
     * per cell: integral(I dt) = sum over steps of dSoC * Q * 3600  (Q: that step's capacity)
       + self-discharge (pct/month of Q, month = 30 days) + charge leaked through the short,
-      to 1e-6 A s (the throughput is ~ 300 A s per cell);
-    * per step: the currents of the parallel cells of every group sum to the string current
-      (1e-9 A);
-    * per step: the string current times dt equals (charger - load) current times dt minus the
-      DC-link capacitor's charge change C * dV (bleed resistor negligible at 1 TOhm), 1e-9 A s.
+      to 1e-6 A s (the throughput is hundreds of A s per cell);
+    * per step: the currents of the parallel cells of every group sum to the current of the
+      group's string (1e-9 A);
+    * per step: the sum of the string currents times dt equals (charger - load) current times
+      dt minus the DC-link capacitor's charge change C * dV (bleed negligible at 1 TOhm),
+      to 1e-9 A s.
     """
-    nmc_cell = "nmc-21700-5ah"
-    system = kit.standalone(nmc_cell, series=7, parallel=3, dc_link_bleed_resistance_ohm=1e12)
+    system = _balance_system(kit, kind)
+    series = system.strings[0].pack.series
     spread = SpreadSpec(
         capacity_pct=3.0, resistance_pct=10.0, self_discharge_pct_per_month=1.0, initial_soc_pct=2.0
     )
@@ -58,7 +75,7 @@ def test_charge_balance_and_kirchhoff_over_dynamic_profile(kit):
         spread=spread,
         dt_s=dt,
         parameter_refresh_s=0.2,
-        charger=ChargerSpec(max_current_a=12.0, max_voltage_v=7 * 4.2),
+        charger=ChargerSpec(max_current_a=12.0, max_voltage_v=series * 4.2),
     )
     kit.close_all(plant)
     plant.inject(InternalShort(kind="internal_short", at_s=0.0, cell=4, resistance_ohm=5.0))
@@ -87,7 +104,8 @@ def test_charge_balance_and_kirchhoff_over_dynamic_profile(kit):
             self_discharged_as += self_discharge_per_s * capacity_as * dt
             summed_current_as += plant.cell_current_a * dt
             group_sum = np.bincount(group, plant.cell_current_a)
-            worst_group = max(worst_group, np.max(np.abs(group_sum - plant.string_current_a[0])))
+            string_of_group = plant.string_current_a[plant.layout.group_string]
+            worst_group = max(worst_group, np.max(np.abs(group_sum - string_of_group)))
             bus_side_as = (plant.charger_current_a - plant.load_current_a) * dt - cap_f * (
                 plant.bus_voltage_v - bus_before
             )
@@ -293,6 +311,32 @@ def test_internal_short_drains_its_cell(kit):
     np.testing.assert_allclose(np.delete(plant.soc, 2), 0.7, rtol=0, atol=1e-12)
 
 
+def test_balancing_bleed_discharges_its_group_by_ohms_law(kit):
+    """A 10 Ohm balancing resistor switched across group 2 of an open 6S1P pack for 10 min.
+
+    Independent expectation: the bleed draws V/R from that group only; with the group at
+    its terminal voltage V = OCV - I R_cell (R_cell = R0 + R1 + R2 once the RC pairs settle),
+    the cell current is -OCV / (R_bleed + R_cell) (1e-6), the other cells carry nothing,
+    the plant's bled-charge counter equals the cell's integral(I dt) (1e-9) and the SoC falls
+    by that charge over the capacity (1e-9).
+    """
+    r_bleed, duration, capacity_ah = 10.0, 600.0, 10.0
+    cell = kit.flat_cell(capacity_ah=capacity_ah, tau2_s=20.0)
+    system = kit.standalone(cell, series=6)
+    plant = kit.make_plant(system, soc_pct=70.0, dt_s=0.01, parameter_refresh_s=1.0)
+    conductance = np.zeros(plant.layout.group_count)
+    conductance[2] = 1.0 / r_bleed
+    plant.set_bleed_conductance(conductance)
+    plant.advance(duration)
+    r_cell = cell["r0_ohm"] + cell["r1_ohm"] + cell["r2_ohm"]
+    expected = -float(kit.ocv(plant.soc[2])) / (r_bleed + r_cell)
+    np.testing.assert_allclose(plant.cell_current_a[2], expected, rtol=1e-6)
+    np.testing.assert_allclose(np.delete(plant.cell_current_a, 2), 0.0, atol=1e-12)
+    bled_as = -plant.cs[k.CHARGE_AS][2]
+    np.testing.assert_allclose(plant.gs[k.G_BLEED_AS][2], bled_as, rtol=1e-9)
+    np.testing.assert_allclose(0.7 - plant.soc[2], bled_as / (capacity_ah * 3600.0), atol=1e-9)
+
+
 # --- 7. determinism ---------------------------------------------------------------------------
 
 
@@ -397,11 +441,6 @@ def test_numba_and_numpy_hysteresis_agree_within_small_step_bound(kit):
     _assert_states_close(a, b, 1e-6, 1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kernel.advance updates hysteresis by x instead of 1 - exp(-x) for x < 1e-3; "
-    "kernel_numpy uses the exact -expm1(-x) (fix: step = -math.expm1(-x) in kernel.py)",
-)
 def test_numba_hysteresis_update_is_exact(kit):
     """Hysteresis under constant current relaxes exactly: H += (target - H)(1 - e^(-x)).
 

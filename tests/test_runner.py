@@ -56,9 +56,7 @@ def test_profile_segments_are_applied_at_their_start_times():
     result = simulation.run()
     frame = result.recorder.pack_frame().iloc[1:]
     profile = result.profile
-    modes = [
-        DutyMode(int(profile.mode[profile.segment_at(t - 1e-6)])) for t in frame["time_s"]
-    ]
+    modes = [DutyMode(int(profile.mode[profile.segment_at(t - 1e-6)])) for t in frame["time_s"]]
     loads = frame["load_current_a"].to_numpy()
     parked = np.array([m is DutyMode.REST for m in modes])
     riding = np.array([m is DutyMode.POWER for m in modes])
@@ -70,9 +68,8 @@ def test_profile_segments_are_applied_at_their_start_times():
 def test_faults_are_injected_at_their_time_and_logged():
     """A scheduled external short appears at its time: an event, then a large bus current."""
     faults = [{"kind": "external_short", "at_s": 30.0, "resistance_ohm": 0.5}]
-    scenario = _scenario().model_validate(
-        {**_scenario().model_dump(mode="json"), "faults": faults}
-    )
+    base = _scenario(controller="open-loop").model_dump(mode="json")
+    scenario = _scenario().model_validate({**base, "faults": faults})
     result = Simulation(scenario, duration_s=40.0).run()
     injected = result.events.with_code("FAULT_INJECTED")
     assert len(injected) == 1 and injected[0].time_s == pytest.approx(30.0)

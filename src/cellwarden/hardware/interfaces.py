@@ -108,3 +108,9 @@ class ChargerLink(Protocol):
     def request(self, voltage_v: float, current_a: float) -> None: ...
 
     def stop(self) -> None: ...
+
+
+class LoadLink(Protocol):
+    """The channel the BMS uses to tell the load (vehicle controller, inverter) its limits."""
+
+    def publish(self, discharge_a: float, regen_a: float) -> None: ...

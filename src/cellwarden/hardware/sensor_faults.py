@@ -21,6 +21,8 @@ class StuckAndDrift:
     ) -> np.ndarray:
         """Readings with every active fault of this sensor kind applied (a new array)."""
         result = readings.astype(float, copy=True)
+        if not faults:
+            return result
         for since_s, fault in faults:
             if not isinstance(fault, SensorStuck | SensorDrift) or fault.sensor != self.sensor:
                 continue

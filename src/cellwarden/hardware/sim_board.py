@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from cellwarden.hardware.sim_cell_monitor import SimulatedCellMonitor
-from cellwarden.hardware.sim_charger_link import SimulatedChargerLink
 from cellwarden.hardware.sim_current_sensor import SimulatedCurrentSensor
+from cellwarden.hardware.sim_links import SimulatedChargerLink, SimulatedLoadLink
 from cellwarden.hardware.sim_power_path import SimulatedPowerPath
 from cellwarden.model.board import BoardSpec
 from cellwarden.plant.system_plant import SystemPlant
@@ -22,9 +22,12 @@ class StringBoard:
     current: SimulatedCurrentSensor
     power_path: SimulatedPowerPath
     charger: SimulatedChargerLink
+    load: SimulatedLoadLink
 
 
-def build_string_board(plant: SystemPlant, string: int, board: BoardSpec, seed: int) -> StringBoard:
+def build_string_board(
+    plant: SystemPlant, string: int, board: BoardSpec, seed: int, load_ignores_limits: bool
+) -> StringBoard:
     """All drivers of one string; their manufacturing errors come from ``seed``."""
     rng = np.random.default_rng([seed, 0x5EED, string])
     return StringBoard(
@@ -36,4 +39,5 @@ def build_string_board(plant: SystemPlant, string: int, board: BoardSpec, seed: 
         ),
         power_path=SimulatedPowerPath(plant, string),
         charger=SimulatedChargerLink(plant),
+        load=SimulatedLoadLink(plant, load_ignores_limits),
     )

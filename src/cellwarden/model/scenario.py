@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from cellwarden.model.bms import BmsSettings
+from cellwarden.model.board import BoardSpec
 from cellwarden.model.faults import FaultSpec
 from cellwarden.model.library import read_toml, validate
 from cellwarden.model.system import SystemSpec
@@ -67,6 +70,9 @@ class ProfileSpec(BaseModel):
 
     kind: str
     parameters: dict[str, float] = Field(default_factory=dict)
+    ignores_limits: bool = Field(
+        default=False, description="the load draws what the profile asks, whatever the BMS says"
+    )
 
 
 class ChargerSpec(BaseModel):
@@ -100,6 +106,11 @@ class Scenario(BaseModel):
     profile: ProfileSpec
     charger: ChargerSpec | None = None
     faults: list[FaultSpec] = Field(default_factory=list)
+    controller: Literal["bms", "open-loop"] = Field(
+        default="bms", description="run the BMS in the loop, or drive the plant open loop"
+    )
+    board: BoardSpec = BoardSpec()
+    bms: BmsSettings = BmsSettings()
 
     @model_validator(mode="after")
     def _check_faults(self) -> Scenario:

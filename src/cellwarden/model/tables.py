@@ -75,3 +75,45 @@ class Table2D(BaseModel):
         picked_low = np.take_along_axis(by_temp, lower[None, ...], axis=0)[0]
         picked_high = np.take_along_axis(by_temp, (lower + 1)[None, ...], axis=0)[0]
         return picked_low * (1.0 - weight) + picked_high * weight
+
+
+class UniformTable:
+    """A table resampled onto uniform grids for fast vectorised bilinear lookups."""
+
+    def __init__(self, table: Table2D, soc_points: int = 201, temp_step_c: float = 5.0) -> None:
+        self.soc_grid = np.linspace(0.0, 1.0, soc_points)
+        first, last = table.temp_points_c[0], table.temp_points_c[-1]
+        count = max(2, round((last - first) / temp_step_c) + 1)
+        self.temp_grid_c = np.linspace(first, max(last, first + temp_step_c), count)
+        self.values = table.resample(self.soc_grid, self.temp_grid_c)
+
+    def derived(self, values: np.ndarray) -> UniformTable:
+        """A table on the same grids with other values (shape: temperatures x SoC points)."""
+        twin = object.__new__(UniformTable)
+        twin.soc_grid, twin.temp_grid_c, twin.values = self.soc_grid, self.temp_grid_c, values
+        return twin
+
+    def _position(self, soc: np.ndarray, temp_c: np.ndarray):
+        n_soc, n_temp = self.soc_grid.size, self.temp_grid_c.size
+        x = np.clip(soc, 0.0, 1.0) * (n_soc - 1)
+        j = np.minimum(x.astype(np.int64), n_soc - 2)
+        step = self.temp_grid_c[1] - self.temp_grid_c[0]
+        y = np.clip((temp_c - self.temp_grid_c[0]) / step, 0.0, n_temp - 1.0)
+        k = np.minimum(y.astype(np.int64), n_temp - 2)
+        return k, j, y - k, x - j
+
+    def __call__(self, soc: np.ndarray, temp_c: np.ndarray) -> np.ndarray:
+        """Bilinear values at each (SoC, temperature)."""
+        k, j, fy, fx = self._position(np.asarray(soc, float), np.asarray(temp_c, float))
+        v = self.values
+        return (1 - fy) * ((1 - fx) * v[k, j] + fx * v[k, j + 1]) + fy * (
+            (1 - fx) * v[k + 1, j] + fx * v[k + 1, j + 1]
+        )
+
+    def slope(self, soc: np.ndarray, temp_c: np.ndarray) -> np.ndarray:
+        """Derivative in SoC (per unit SoC) of the table cell holding each point."""
+        k, j, fy, _ = self._position(np.asarray(soc, float), np.asarray(temp_c, float))
+        v = self.values
+        low = (1 - fy) * v[k, j] + fy * v[k + 1, j]
+        high = (1 - fy) * v[k, j + 1] + fy * v[k + 1, j + 1]
+        return (high - low) * (self.soc_grid.size - 1)

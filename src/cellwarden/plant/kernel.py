@@ -123,8 +123,9 @@ N_GROUP = 10
     B_TRIPPED,
     B_PEAK_A,
     B_TRIP_CURRENT,
-) = range(17)
-N_BRANCH = 17
+    B_OVER_S,
+) = range(18)
+N_BRANCH = 18
 # --- bus entries (bus) ---
 (
     BUS_V,
@@ -145,8 +146,10 @@ N_BRANCH = 17
     CHARGER_CURRENT,
     SHORT_CURRENT,
     BLEED_ENERGY_J,
-) = range(18)
-N_BUS = 18
+    LOAD_MAX_DISCHARGE_A,
+    LOAD_MAX_REGEN_A,
+) = range(20)
+N_BUS = 20
 # --- OCV grid (uniform): SoC 0..1, temperature from TEMP_FIRST_C in TEMP_STEP_C ---
 N_SOC_GRID = 201
 TEMP_FIRST_C = -40.0
@@ -215,16 +218,17 @@ def _linearise_ocv(tables, cell_type, soc, temp_c):
 @njit(cache=True)
 def _node_solution(dt, cap_f, v_start, g_total, a_total):
     """Average and final node voltage of C dV/dt = a_total - g_total V over one step."""
-    v_inf = a_total / g_total
     if cap_f <= 0.0:
+        v_inf = a_total / g_total
         return v_inf, v_inf
     x = dt * g_total / cap_f
     if x > 50.0:
+        v_inf = a_total / g_total
         return v_inf + (v_start - v_inf) / x, v_inf
-    decay = math.exp(-x)
-    v_end = v_inf + (v_start - v_inf) * decay
-    v_avg = v_inf + (v_start - v_inf) * (1.0 - decay) / x
-    return v_avg, v_end
+    drive = (a_total - g_total * v_start) * dt / cap_f  # the move at the starting rate
+    phi1 = -math.expm1(-x) / x if x > 0.0 else 1.0  # (1 - e^-x) / x
+    phi2 = 0.5 - x / 6.0 + x * x / 24.0 if x < 1e-4 else (1.0 - phi1) / x
+    return v_start + drive * phi2, v_start + drive * phi1
 
 
 @njit(cache=True)
@@ -239,10 +243,11 @@ def solve_bus(dt, bs, bus):
     load_i = 0.0
     load_g = 0.0
     if mode == MODE_CURRENT:
-        load_i = bus[LOAD_VALUE]
+        load_i = min(max(bus[LOAD_VALUE], -bus[LOAD_MAX_REGEN_A]), bus[LOAD_MAX_DISCHARGE_A])
     elif mode == MODE_POWER:
         if v_start > bus[LOAD_MIN_V]:
             load_i = bus[LOAD_VALUE] / v_start
+            load_i = min(max(load_i, -bus[LOAD_MAX_REGEN_A]), bus[LOAD_MAX_DISCHARGE_A])
     elif mode == MODE_RESISTANCE:
         load_g = 1.0 / bus[LOAD_VALUE]
     charger_on = bus[CHARGER_ON] > 0.5 and mode == MODE_CHARGE
@@ -260,7 +265,7 @@ def solve_bus(dt, bs, bus):
         charger_i = 0.0
         if charger_on:
             v_avg, v_end = _node_solution(dt, bus[BUS_CAP_F], v_start, g, a + bus[CHARGER_IMAX])
-            if v_avg > bus[CHARGER_VSET]:
+            if v_avg > bus[CHARGER_VSET] or v_end > bus[CHARGER_VSET]:
                 g_ch = 1.0 / bus[CHARGER_RES]
                 v_avg, v_end = _node_solution(
                     dt, bus[BUS_CAP_F], v_start, g + g_ch, a + g_ch * bus[CHARGER_VSET]
@@ -285,14 +290,14 @@ def solve_bus(dt, bs, bus):
                 bs[B_ACTIVE, b] = 0.0
                 violated = True
             elif bs[B_TRIP_A, b] > 0.0 and abs(current) > bs[B_TRIP_A, b]:
-                # the board's analog short-circuit cut-off: it opens after its delay, within
-                # this step; the step carries the short current for that delay only
-                bs[B_TRIPPED, b] = 1.0
-                bs[B_CONDUCTING, b] = 0.0
-                bs[B_ACTIVE, b] = 0.0
-                bs[B_TRIP_CURRENT, b] = current * min(1.0, bs[B_TRIP_DELAY_S, b] / dt)
-                bs[B_PEAK_A, b] = max(bs[B_PEAK_A, b], abs(current))
-                violated = True
+                left_s = bs[B_TRIP_DELAY_S, b] - bs[B_OVER_S, b]
+                if left_s <= dt:  # the analog cut-off opens within this step
+                    bs[B_TRIPPED, b] = 1.0
+                    bs[B_CONDUCTING, b] = 0.0
+                    bs[B_ACTIVE, b] = 0.0
+                    bs[B_TRIP_CURRENT, b] = current * max(left_s, 0.0) / dt
+                    bs[B_PEAK_A, b] = max(bs[B_PEAK_A, b], abs(current))
+                    violated = True
         if not violated:
             break
     for b in range(n_branch):
@@ -300,6 +305,8 @@ def solve_bus(dt, bs, bus):
             bs[B_CURRENT, b] = bs[B_TRIP_CURRENT, b]
         current = bs[B_CURRENT, b]
         bs[B_PEAK_A, b] = max(bs[B_PEAK_A, b], abs(current))
+        over = bs[B_ACTIVE, b] > 0.5 and bs[B_TRIP_A, b] > 0.0 and abs(current) > bs[B_TRIP_A, b]
+        bs[B_OVER_S, b] = bs[B_OVER_S, b] + dt if over else 0.0
         power = (bs[B_EMF, b] + bs[B_RES, b] * current) * current
         if current > 0.0:
             bs[B_CHARGED_AS, b] += current * dt
@@ -390,7 +397,7 @@ def advance(n_steps, dt, cs, cp, ci, tables, gs, group_branch, bs, bus):
             if rate > 0.0 and current != 0.0:
                 x = rate * abs(current) * cp[i, INV_CAP] * dt
                 target = 1.0 if current > 0.0 else -1.0
-                step = x if x < 1e-3 else 1.0 - math.exp(-x)
+                step = -math.expm1(-x)
                 cs[i, HYST] += (target - cs[i, HYST]) * step
             v1_mid = 0.5 * (v1_old + v1)
             v2_mid = 0.5 * (v2_old + v2)

@@ -83,6 +83,8 @@ class SystemPlant:
         self.bus[k.CHARGER_RES] = CV_SOURCE_RESISTANCE_OHM
         self.bus[k.COOLANT_C] = ambient_temp_c
         self.bus[k.LOAD_MIN_V] = POWER_LOAD_CUTOUT_FRACTION * self.branch_nominal_voltage_v
+        self.bus[k.LOAD_MAX_DISCHARGE_A] = np.inf
+        self.bus[k.LOAD_MAX_REGEN_A] = np.inf
         self.power_paths = [PowerPath(s.power_path, s.cable_resistance_ohm) for s in layout.strings]
         self.charger = Charger(
             charger or self._default_charger(), default_voltage_v=self.branch_max_voltage_v
@@ -189,6 +191,11 @@ class SystemPlant:
         self.bus[k.LOAD_MODE] = int(mode)
         self.bus[k.LOAD_VALUE] = value
         self._sync_charger()
+
+    def set_load_limits(self, discharge_a: float, regen_a: float) -> None:
+        """The current a limit-respecting load (a vehicle or inverter) may draw or feed back."""
+        self.bus[k.LOAD_MAX_DISCHARGE_A] = max(discharge_a, 0.0)
+        self.bus[k.LOAD_MAX_REGEN_A] = max(regen_a, 0.0)
 
     def set_charger_request(self, request: ChargerSetpoints | None) -> None:
         """The charge voltage and current limits the charger is asked to obey."""

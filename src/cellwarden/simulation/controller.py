@@ -32,7 +32,8 @@ class PeriodicTask:
 
 
 class Controller(Protocol):
-    """What the runner needs of a BMS."""
+    """What the runner needs of a BMS (a ``telemetry()`` method, if present, adds columns to
+    the time series)."""
 
     def tasks(self) -> list[PeriodicTask]:
         """The periodic tasks, fastest first."""

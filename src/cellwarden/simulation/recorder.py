@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -13,8 +15,14 @@ PER_CELL_LIMIT = 512  # systems up to this many cells also log every cell
 class Recorder:
     """Collects one row per log tick; a row at time t holds the plant step that ends at t."""
 
-    def __init__(self, plant: SystemPlant, per_cell: bool | None = None) -> None:
+    def __init__(
+        self,
+        plant: SystemPlant,
+        per_cell: bool | None = None,
+        telemetry: Callable[[], dict[str, float]] | None = None,
+    ) -> None:
         self.plant = plant
+        self.telemetry = telemetry
         self.per_cell = plant.layout.cell_count <= PER_CELL_LIMIT if per_cell is None else per_cell
         self.rows: list[dict[str, float]] = []
         self.cell_rows: list[np.ndarray] = []
@@ -43,6 +51,8 @@ class Recorder:
             "soc_mean_pct": 100.0 * float(soc.mean()),
             "soc_max_pct": 100.0 * float(soc.max()),
         }
+        if self.telemetry is not None:
+            row.update(self.telemetry())
         if string_current.size > 1:
             for index, current in enumerate(string_current):
                 row[f"string{index + 1}_current_a"] = float(current)

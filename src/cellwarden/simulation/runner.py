@@ -15,6 +15,7 @@ from cellwarden.plant import kernel as k
 from cellwarden.plant.duty import DutyMode, DutyProfile
 from cellwarden.plant.profiles import PackRating, build_profile
 from cellwarden.plant.system_plant import SystemPlant
+from cellwarden.simulation.bms_controller import closed_loop
 from cellwarden.simulation.controller import ControllerFactory, open_loop
 from cellwarden.simulation.events import EventLog
 from cellwarden.simulation.recorder import Recorder
@@ -67,7 +68,7 @@ class Simulation:
     def __init__(
         self,
         scenario: Scenario,
-        controller_factory: ControllerFactory = open_loop,
+        controller_factory: ControllerFactory | None = None,
         duration_s: float | None = None,
     ) -> None:
         self.scenario = scenario
@@ -95,8 +96,10 @@ class Simulation:
             self.duration_s,
         )
         self.events = EventLog()
+        if controller_factory is None:
+            controller_factory = closed_loop if scenario.controller == "bms" else open_loop
         self.controller = controller_factory(scenario, self.plant, self.events)
-        self.recorder = Recorder(self.plant)
+        self.recorder = Recorder(self.plant, telemetry=getattr(self.controller, "telemetry", None))
         self.truth = GroundTruthMonitor(self.plant, self.events)
 
     def _ticks(self, seconds: float) -> int:

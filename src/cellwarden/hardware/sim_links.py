@@ -1,4 +1,4 @@
-"""A simulated charger link: the BMS's charge limits handed straight to the plant's charger."""
+"""Simulated links to the charger and the load: the BMS's limits handed straight to the plant."""
 
 from __future__ import annotations
 
@@ -17,3 +17,15 @@ class SimulatedChargerLink:
 
     def stop(self) -> None:
         self.plant.set_charger_request(ChargerSetpoints(self.plant.branch_max_voltage_v, 0.0))
+
+
+class SimulatedLoadLink:
+    """The load obeys the published limits unless the scenario says it ignores them."""
+
+    def __init__(self, plant: SystemPlant, ignores_limits: bool) -> None:
+        self.plant = plant
+        self.ignores_limits = ignores_limits
+
+    def publish(self, discharge_a: float, regen_a: float) -> None:
+        if not self.ignores_limits:
+            self.plant.set_load_limits(discharge_a, regen_a)

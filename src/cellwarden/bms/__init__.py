@@ -1,0 +1,1 @@
+"""The control logic: hardware-agnostic, clock-injected, arrays over cells."""

@@ -1,0 +1,66 @@
+"""Passive balancing: which cells bleed, by voltage difference or by the charge each must lose.
+
+The charge strategy computes each cell's excess charge from the SoC estimates (charge above
+the emptiest cell's, in Ah), bleeds it off through the resistor at V/R and counts it down, so
+cells stop when their excess is gone rather than when voltages look equal. The voltage strategy
+bleeds every cell more than a threshold above the lowest.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cellwarden.model.bms import BalancingSettings
+
+
+class Balancer:
+    """Balancing decisions for one string; vectorised over its cells."""
+
+    def __init__(
+        self,
+        settings: BalancingSettings,
+        cell_count: int,
+        bleed_resistance_ohm: float,
+        min_cell_voltage_v: float,
+    ) -> None:
+        self.settings = settings
+        self.bleed_resistance_ohm = bleed_resistance_ohm
+        self.min_cell_voltage_v = (
+            settings.min_cell_voltage_v
+            if settings.min_cell_voltage_v is not None
+            else min_cell_voltage_v
+        )
+        self.excess_ah = np.zeros(cell_count)
+        self.mask = np.zeros(cell_count, dtype=bool)
+
+    def plan(self, soc: np.ndarray, capacity_ah: np.ndarray) -> None:
+        """Charge strategy: every cell's charge above the cell with the least (Ah)."""
+        charge_ah = soc * capacity_ah
+        self.excess_ah = np.maximum(charge_ah - charge_ah.min(), 0.0)
+
+    def update(
+        self,
+        dt_s: float,
+        cell_voltage_v: np.ndarray,
+        current_a: float,
+        capacity_ah: float,
+        allowed: bool,
+        duty: float,
+    ) -> np.ndarray:
+        """The bleed mask for the next interval; counts down the charge already bled."""
+        s = self.settings
+        self.excess_ah -= np.where(
+            self.mask, cell_voltage_v / self.bleed_resistance_ohm * duty * dt_s / 3600.0, 0.0
+        )
+        np.maximum(self.excess_ah, 0.0, out=self.excess_ah)
+        at_rest_or_charging = current_a > -s.max_rest_current_c * capacity_ah
+        if not allowed or not (s.always_allowed or at_rest_or_charging):
+            self.mask = np.zeros_like(self.mask)
+            return self.mask
+        high_enough = cell_voltage_v >= self.min_cell_voltage_v
+        if s.strategy == "voltage":
+            wanted = cell_voltage_v > cell_voltage_v.min() + s.threshold_v
+        else:
+            wanted = self.excess_ah > s.threshold_ah
+        self.mask = wanted & high_enough
+        return self.mask

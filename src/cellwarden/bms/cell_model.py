@@ -1,0 +1,139 @@
+"""The BMS's own model of its series cells: OCV, hysteresis and the two-RC circuit.
+
+It is built from the cell's configuration (nominal values), never from the plant: the real
+cells differ from it by their spread, their ageing and whatever the datasheet got wrong.
+All tables sit on one uniform grid, so one lookup gives every quantity of every cell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cellwarden.model.cell import CellSpec
+from cellwarden.model.tables import Table2D, UniformTable
+
+OVERCHARGE_SLOPE_V = 3.0
+DEEP_DISCHARGE_SLOPE_V = 10.0
+(OCV_DISCHARGE, OCV_CHARGE, R0, R1, TAU1, R2, TAU2, ENERGY) = range(8)
+
+
+def _scaled(cell: CellSpec, name: str) -> Table2D:
+    value = getattr(cell, name)
+    if isinstance(value, Table2D):
+        return value
+    shape = (
+        cell.chemistry.time_constant_factor
+        if name.startswith("tau")
+        else cell.chemistry.resistance_factor
+    )
+    return Table2D(
+        soc_points=shape.soc_points,
+        temp_points_c=shape.temp_points_c,
+        values=(np.asarray(shape.values) * value).tolist(),
+    )
+
+
+@dataclass(frozen=True)
+class CellPoint:
+    """Every model quantity of every cell at one (SoC, temperature, hysteresis) state."""
+
+    ocv_v: np.ndarray
+    ocv_slope_v: np.ndarray  # per unit SoC
+    half_gap_v: np.ndarray  # half the distance between the charge and discharge branches
+    r0_ohm: np.ndarray
+    r1_ohm: np.ndarray
+    tau1_s: np.ndarray
+    r2_ohm: np.ndarray
+    tau2_s: np.ndarray
+    energy_wh: np.ndarray  # released down to empty at low current
+
+
+class CellModel:
+    """Vectorised lookups for a series element of ``parallel`` cells."""
+
+    def __init__(self, cell: CellSpec, parallel: int = 1) -> None:
+        self.cell = cell
+        self.parallel = parallel
+        self.capacity_ah = cell.capacity_ah * parallel
+        chem = cell.chemistry
+        self.hysteresis_rate = chem.hysteresis_rate
+        grid = UniformTable(chem.ocv_v, temp_step_c=5.0)
+        self.soc_grid = grid.soc_grid
+        self.temp_grid_c = np.arange(-40.0, 85.1, 5.0)
+
+        def on_grid(table: Table2D) -> np.ndarray:
+            return table.resample(self.soc_grid, self.temp_grid_c)
+
+        discharge = on_grid(chem.ocv_v)
+        charge = on_grid(chem.ocv_charge_v or chem.ocv_v)
+        mid = 0.5 * (discharge + charge)
+        steps = 0.5 * (mid[:, 1:] + mid[:, :-1]) * np.diff(self.soc_grid)
+        energy = np.concatenate([np.zeros((mid.shape[0], 1)), np.cumsum(steps, axis=1)], axis=1)
+        circuit = [
+            on_grid(_scaled(cell, name))
+            for name in ("r0_ohm", "r1_ohm", "tau1_s", "r2_ohm", "tau2_s")
+        ]
+        self._stack = np.stack([discharge, charge, *circuit, energy])
+        self._stack[[R0, R1, R2]] /= parallel
+        self._stack[ENERGY] *= self.capacity_ah
+
+    def at(self, soc: np.ndarray, temp_c: np.ndarray, hyst: np.ndarray | float = 0.0) -> CellPoint:
+        """All quantities at each cell's state, from one bilinear lookup."""
+        soc = np.asarray(soc, float)
+        n_soc, n_temp = self.soc_grid.size, self.temp_grid_c.size
+        x = np.clip(soc, 0.0, 1.0) * (n_soc - 1)
+        j = np.minimum(x.astype(np.int64), n_soc - 2)
+        fx = x - j
+        y = np.clip((np.asarray(temp_c, float) - self.temp_grid_c[0]) / 5.0, 0.0, n_temp - 1.0)
+        k = np.minimum(y.astype(np.int64), n_temp - 2)
+        fy = y - k
+        t = self._stack
+        low = (1 - fy) * t[:, k, j] + fy * t[:, k + 1, j]
+        high = (1 - fy) * t[:, k, j + 1] + fy * t[:, k + 1, j + 1]
+        value = low + fx * (high - low)
+        slope = (high - low) * (n_soc - 1)
+        hyst = np.asarray(hyst, float)
+        ocv = 0.5 * (value[OCV_DISCHARGE] + value[OCV_CHARGE]) + 0.5 * hyst * (
+            value[OCV_CHARGE] - value[OCV_DISCHARGE]
+        )
+        ocv_slope = 0.5 * (slope[OCV_DISCHARGE] + slope[OCV_CHARGE]) + 0.5 * hyst * (
+            slope[OCV_CHARGE] - slope[OCV_DISCHARGE]
+        )
+        over, under = soc > 1.0, soc < 0.0
+        ocv = ocv + np.where(over, (soc - 1.0) * OVERCHARGE_SLOPE_V, 0.0)
+        ocv = ocv + np.where(under, soc * DEEP_DISCHARGE_SLOPE_V, 0.0)
+        ocv_slope = np.where(
+            over, OVERCHARGE_SLOPE_V, np.where(under, DEEP_DISCHARGE_SLOPE_V, ocv_slope)
+        )
+        return CellPoint(
+            ocv_v=ocv,
+            ocv_slope_v=ocv_slope,
+            half_gap_v=0.5 * (value[OCV_CHARGE] - value[OCV_DISCHARGE]),
+            r0_ohm=value[R0],
+            r1_ohm=value[R1],
+            tau1_s=value[TAU1],
+            r2_ohm=value[R2],
+            tau2_s=value[TAU2],
+            energy_wh=value[ENERGY],
+        )
+
+    def soc_from_ocv(self, ocv_v: np.ndarray, temp_c: np.ndarray, hyst: np.ndarray | float):
+        """Inverse of the OCV within 0..1 (OCV rises with SoC), vectorised over cells."""
+        grid = self.soc_grid
+        shape = np.shape(ocv_v)
+        temp = np.broadcast_to(np.asarray(temp_c, float), shape).ravel()
+        h = np.broadcast_to(np.asarray(hyst, float), shape).ravel()
+        cells = temp.size
+        curves = self.at(
+            np.broadcast_to(grid, (cells, grid.size)).ravel(),
+            np.repeat(temp, grid.size),
+            np.repeat(h, grid.size),
+        ).ocv_v.reshape(cells, grid.size)
+        target = np.asarray(ocv_v, float).ravel()[:, None]
+        j = np.clip((curves < target).sum(axis=1) - 1, 0, grid.size - 2)
+        rows = np.arange(cells)
+        low, high = curves[rows, j], curves[rows, j + 1]
+        fraction = np.clip((target[:, 0] - low) / np.maximum(high - low, 1e-12), 0.0, 1.0)
+        return grid[j] + fraction * (grid[j + 1] - grid[j])

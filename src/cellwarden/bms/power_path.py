@@ -1,0 +1,181 @@
+"""Power-path sequencing: standby → precharge → normal, per-direction enable, ramp-down before
+opening, emergency opening, welded-switch detection and recovery."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from cellwarden.bms.event_log import BmsEventLog
+from cellwarden.hardware.interfaces import OPEN, PathCommand, PowerPath
+from cellwarden.model.bms import PowerPathSettings
+
+RETRY_PAUSE_S = 1.0  # between precharge attempts
+RECLOSE_DELAY_S = 5.0  # after an opening, before closing again
+
+
+class PathState(StrEnum):
+    STANDBY = "standby"
+    PRECHARGE = "precharge"
+    NORMAL = "normal"
+    OPENING = "opening"
+    FAULT = "fault"
+
+
+@dataclass(frozen=True)
+class PathInputs:
+    """What the sequencer needs each protection tick."""
+
+    want_closed: bool  # the BMS wants the pack connected (no protection says otherwise)
+    emergency_open: bool  # the table says open now, even under load
+    charge_allowed: bool
+    discharge_allowed: bool
+    pack_voltage_v: float
+    link_voltage_v: float
+    current_a: float
+
+
+class PowerPathSequencer:
+    """Drives one string's power path through its states."""
+
+    def __init__(
+        self,
+        driver: PowerPath,
+        settings: PowerPathSettings,
+        capacity_ah: float,
+        log: BmsEventLog,
+    ) -> None:
+        self.driver = driver
+        self.settings = settings
+        self.log = log
+        self.contactors = driver.kind == "contactors"
+        self.open_current_a = settings.open_current_c * capacity_ah
+        self.precharge_current_a = settings.precharge_done_current_c * capacity_ah
+        self.state = PathState.STANDBY
+        self._since_s = 0.0
+        self._attempts = 0
+        self._opened_at_s: float | None = None
+        self._forbidden_since_s: float | None = None
+        self.precharge_failed = False
+        self.welded = False
+        self._command = OPEN
+        driver.command(OPEN)
+
+    @property
+    def closed(self) -> bool:
+        return self.state in (PathState.NORMAL, PathState.OPENING)
+
+    def _go(self, now_s: float, state: PathState) -> None:
+        self.log.info(now_s, "PATH", f"power path {self.state.value} -> {state.value}")
+        self.state = state
+        self._since_s = now_s
+
+    def _send(self, command: PathCommand) -> None:
+        if command != self._command:
+            self._command = command
+            self.driver.command(command)
+
+    def _open(self, now_s: float, state: PathState) -> None:
+        self._send(OPEN)
+        self._opened_at_s = now_s
+        self._go(now_s, state)
+
+    def step(self, now_s: float, inputs: PathInputs) -> None:
+        """Advance the state machine by one protection tick."""
+        self._watch_for_welding(now_s, inputs)
+        if inputs.emergency_open and self.state not in (PathState.STANDBY, PathState.FAULT):
+            self._open(now_s, PathState.FAULT)
+            return
+        handler = {
+            PathState.STANDBY: self._standby,
+            PathState.PRECHARGE: self._precharge,
+            PathState.NORMAL: self._normal,
+            PathState.OPENING: self._opening,
+            PathState.FAULT: self._fault,
+        }[self.state]
+        handler(now_s, inputs)
+
+    def _standby(self, now_s: float, inputs: PathInputs) -> None:
+        if not inputs.want_closed or inputs.emergency_open or self.welded:
+            return
+        pause = RETRY_PAUSE_S if self._attempts else 0.0
+        if self._opened_at_s is not None and self._attempts == 0:
+            pause = RECLOSE_DELAY_S
+        if self._opened_at_s is not None and now_s - self._opened_at_s < pause:
+            return
+        self._attempts += 1
+        self._send(PathCommand(precharge=True))
+        self._go(now_s, PathState.PRECHARGE)
+
+    def _precharge(self, now_s: float, inputs: PathInputs) -> None:
+        s = self.settings
+        window_v = s.precharge_done_pct / 100.0 * inputs.pack_voltage_v
+        charged = abs(inputs.pack_voltage_v - inputs.link_voltage_v) <= window_v
+        if charged and abs(inputs.current_a) <= self.precharge_current_a:
+            self._send(
+                PathCommand(
+                    main=True, charge=inputs.charge_allowed, discharge=inputs.discharge_allowed
+                )
+            )
+            self._attempts = 0
+            self._go(now_s, PathState.NORMAL)
+            return
+        if now_s - self._since_s >= s.precharge_timeout_s:
+            self._send(OPEN)
+            self._opened_at_s = now_s
+            if self._attempts > s.precharge_retries:
+                self.precharge_failed = True
+                self._go(now_s, PathState.FAULT)
+            else:
+                self._go(now_s, PathState.STANDBY)
+
+    def _normal(self, now_s: float, inputs: PathInputs) -> None:
+        if not inputs.want_closed:
+            self._go(now_s, PathState.OPENING)
+            return
+        if not self.contactors:
+            # MOSFETs switch each direction on its own
+            self._send(
+                PathCommand(
+                    main=True, charge=inputs.charge_allowed, discharge=inputs.discharge_allowed
+                )
+            )
+            return
+        forbidden = (inputs.current_a > self.open_current_a and not inputs.charge_allowed) or (
+            inputs.current_a < -self.open_current_a and not inputs.discharge_allowed
+        )
+        if not forbidden:
+            self._forbidden_since_s = None
+            return
+        if self._forbidden_since_s is None:
+            self._forbidden_since_s = now_s
+        if now_s - self._forbidden_since_s >= self.settings.ramp_down_timeout_s:
+            self._forbidden_since_s = None
+            self._open(now_s, PathState.STANDBY)
+
+    def _opening(self, now_s: float, inputs: PathInputs) -> None:
+        stopped = abs(inputs.current_a) <= self.open_current_a
+        if stopped or now_s - self._since_s >= self.settings.ramp_down_timeout_s:
+            self._open(now_s, PathState.STANDBY)
+
+    def _fault(self, now_s: float, inputs: PathInputs) -> None:
+        if inputs.want_closed and not inputs.emergency_open and not self.precharge_failed:
+            self._go(now_s, PathState.STANDBY)
+
+    def _watch_for_welding(self, now_s: float, inputs: PathInputs) -> None:
+        """Opened but current still flows, or the auxiliary contact says closed: welded."""
+        fully_open = not (self._command.main or self._command.precharge)
+        if self.welded or self._opened_at_s is None or not fully_open:
+            return
+        if now_s - self._opened_at_s < self.settings.welded_check_s:
+            return
+        feedback = self.driver.feedback()
+        flowing = abs(inputs.current_a) > self.open_current_a and not feedback.short_circuit_tripped
+        if feedback.main_closed or flowing:
+            self.welded = True
+            self.log.info(now_s, "PATH", "power path stays closed after an open command")
+
+    def reset(self) -> None:
+        """Service reset: forget a failed precharge (a welded switch needs repair)."""
+        self.precharge_failed = False
+        self._attempts = 0

@@ -1,0 +1,404 @@
+"""The BMS of one string: measurement, protection table, estimation, limits, balancing and the
+power path, run as a fast protection task and a slower main task on an injected clock.
+
+A standalone board runs one of these over its own front end and MOSFETs; a master runs one
+over its slaves' measurements and its contactors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cellwarden.bms import protection_table as q
+from cellwarden.bms.balancing import Balancer
+from cellwarden.bms.cell_model import CellModel, CellPoint
+from cellwarden.bms.counters import StressCounters
+from cellwarden.bms.event_log import BmsEventLog
+from cellwarden.bms.health import CapacityEstimator, ResistanceEstimator
+from cellwarden.bms.limits import LimitCalculator, Limits
+from cellwarden.bms.measurement import Plausibility, cell_temperatures
+from cellwarden.bms.pack_state import PackSoc
+from cellwarden.bms.power_path import PathInputs, PathState, PowerPathSequencer
+from cellwarden.bms.power_prediction import HORIZONS_S, current_limits
+from cellwarden.bms.protection import ProtectionEngine, ProtectionStatus, Task
+from cellwarden.bms.soc_estimator import SocEstimator
+from cellwarden.hardware.interfaces import (
+    CellMonitor,
+    ChargerLink,
+    CurrentSensor,
+    LoadLink,
+    PowerPath,
+    VoltageSample,
+)
+from cellwarden.model.bms import BmsSettings
+from cellwarden.model.cell import CellSpec
+
+OFFSET_GAIN = 0.01  # weight of each zero-current sample in the current-offset calibration
+RESISTANCE_BOUND_FACTOR = 20.0  # x nominal R0: the most a current step can move a cell
+MIN_OCV_SLOPE_V = 0.5  # V per unit SoC: where rest voltages pin SoC down
+CV_WINDOW_V = 0.03  # within this of the charge limit a cell counts as in CV
+
+
+@dataclass(frozen=True)
+class StringConfig:
+    """What a string's BMS is told about its hardware."""
+
+    cell: CellSpec
+    series: int
+    parallel: int
+    path_max_current_a: float
+    bleed_resistance_ohm: float
+    current_noise_a: float
+    settings: BmsSettings = field(default_factory=BmsSettings)
+
+
+@dataclass(frozen=True)
+class BmsState:
+    """The BMS's published view of its string (what CAN, telemetry and the passport read)."""
+
+    time_s: float
+    soc_pct: float
+    soc_min_pct: float
+    soc_max_pct: float
+    energy_wh: float
+    capacity_soh_pct: float
+    resistance_soh_pct: float
+    limits: Limits
+    power_limits_a: dict[str, tuple[float, float]]
+    path_state: str
+    active_codes: tuple[str, ...]
+    cell_voltage_min_v: float
+    cell_voltage_max_v: float
+    temp_min_c: float
+    temp_max_c: float
+    current_a: float
+    pack_voltage_v: float
+    balancing_cells: int
+
+
+class StringBms:
+    """One string's BMS; call ``fast_task`` at the protection rate and ``main_task`` slower."""
+
+    def __init__(
+        self,
+        config: StringConfig,
+        monitor: CellMonitor,
+        current_sensor: CurrentSensor,
+        power_path: PowerPath,
+        charger: ChargerLink | None = None,
+        load: LoadLink | None = None,
+    ) -> None:
+        self.config = config
+        settings = config.settings
+        self.monitor = monitor
+        self.current_sensor = current_sensor
+        self.charger = charger
+        self.load = load
+        self.log = BmsEventLog()
+        self.model = CellModel(config.cell, config.parallel)
+        capacity_ah = self.model.capacity_ah
+        n = config.series
+        limits = config.cell.effective_limits
+        self.protection = ProtectionEngine(
+            q.build_table(config.cell, config.parallel, settings), self.log
+        )
+        self.path = PowerPathSequencer(power_path, settings.power_path, capacity_ah, self.log)
+        self.estimator = SocEstimator(self.model, n, settings.estimation, config.current_noise_a)
+        self.capacity = CapacityEstimator(self.model, n)
+        self.resistance = ResistanceEstimator(self.model, n)
+        self.limiter = LimitCalculator(config.cell, n, config.parallel, config.path_max_current_a)
+        self.balancer = Balancer(
+            settings.balancing,
+            n,
+            config.bleed_resistance_ohm,
+            config.cell.chemistry.nominal_voltage_v,
+        )
+        self.counters = StressCounters(
+            capacity_ah, limits.cell_voltage_v.lower.rsl, limits.cell_voltage_v.upper.rsl
+        )
+        nominal_r0 = float(self.model.at(np.array([0.5]), np.array([25.0])).r0_ohm[0])
+        self.plausibility = Plausibility(settings.diagnosis, RESISTANCE_BOUND_FACTOR * nominal_r0)
+        self.pack_soc = PackSoc()
+        self.wanted_on = True  # the user (key switch, inverter) wants the pack connected
+        self.current_a = 0.0
+        self.current_offset_a = 0.0
+        self.charge_counted_ah = 0.0
+        self._charge_since_main_as = 0.0
+        self._time_since_main_s = 0.0
+        self._last_fast_s: float | None = None
+        self._last_main_s: float | None = None
+        self._dose = 0.0
+        self._voltages: VoltageSample | None = None
+        self._cell_temp_c = np.full(n, 25.0)
+        self._quantities: dict[str, float] = dict.fromkeys(
+            [q.CELL_V_MAX, q.CELL_V_MIN, q.TEMP_MAX, q.TEMP_MIN, q.IMBALANCE_V, q.OPEN_WIRE,
+             q.NTC_OPEN, q.NTC_SHORT, q.PACK_SUM_ERROR_PCT, q.CELL_RATE_V_PER_S,
+             q.CELL_V_INVALID, q.CHARGING, q.DISCHARGING], 0.0,
+        )  # fmt: skip
+        self._last_open_wire_s = -np.inf
+        self._rest_s = 0.0
+        self._rest_corrected = False
+        self._full_marked = False
+        self.limits = self.limiter.compute(0.0, 99.0, 25.0, 25.0, self._status())
+        self.power_limits_a: dict[str, tuple[float, float]] = {}
+        self._energy_wh = 0.0
+        self.state: BmsState | None = None
+
+    # --- the fast (protection) task ----------------------------------------------------------
+    def fast_task(self, now_s: float) -> None:
+        """Current, over-current and short circuit, the power path."""
+        dt_s = 0.0 if self._last_fast_s is None else now_s - self._last_fast_s
+        self._last_fast_s = now_s
+        sample = self.current_sensor.sample(now_s)
+        frozen = self.plausibility.current_is_frozen(sample.current_a)
+        if self.path.state in (PathState.STANDBY, PathState.FAULT) and not self.path.welded:
+            self.current_offset_a += OFFSET_GAIN * (sample.current_a - self.current_offset_a)
+        current = sample.current_a - self.current_offset_a
+        self.current_a = current
+        self._charge_since_main_as += current * dt_s
+        self._time_since_main_s += dt_s
+        self._update_dose(dt_s, current)
+        feedback = self.path.driver.feedback()
+        quantities = self._quantities
+        quantities[q.CHARGE_A] = max(current, 0.0)
+        quantities[q.DISCHARGE_A] = max(-current, 0.0)
+        quantities[q.OVERCURRENT_DOSE] = self._dose
+        quantities[q.HW_SHORT_CIRCUIT] = float(feedback.short_circuit_tripped)
+        quantities[q.CURRENT_FROZEN] = float(frozen)
+        quantities[q.PRECHARGE_FAILED] = float(self.path.precharge_failed)
+        quantities[q.WELDED] = float(self.path.welded)
+        self.protection.evaluate(now_s, Task.FAST, quantities, lambda: self._freeze_frame(now_s))
+        status = self._status()
+        voltages = self._voltages
+        pack_v = voltages.pack_voltage_v if voltages else 0.0
+        self.path.step(
+            now_s,
+            PathInputs(
+                want_closed=self.wanted_on and not status.open_all and self.estimator.started,
+                emergency_open=status.open_all,
+                charge_allowed=status.charge_allowed,
+                discharge_allowed=status.discharge_allowed,
+                pack_voltage_v=pack_v,
+                link_voltage_v=voltages.link_voltage_v if voltages else 0.0,
+                current_a=current,
+            ),
+        )
+
+    def _update_dose(self, dt_s: float, current_a: float) -> None:
+        """Time-current curve: the dose reaches 1 after k / ((I / I_mol)^2 - 1) seconds."""
+        limit_a = self.limiter.base_discharge_a
+        ratio_sq = (max(-current_a, 0.0) / limit_a) ** 2
+        k = self.config.settings.diagnosis.overcurrent_curve_s
+        self._dose = max(0.0, self._dose + (ratio_sq - 1.0) * dt_s / k)
+
+    # --- the main task --------------------------------------------------------------------
+    def main_task(self, now_s: float) -> None:
+        """Voltages, temperatures, plausibility, the full table, estimation, limits, balancing."""
+        dt_s = 0.0 if self._last_main_s is None else now_s - self._last_main_s
+        self._last_main_s = now_s
+        mean_current = (
+            self._charge_since_main_as / self._time_since_main_s
+            if self._time_since_main_s > 0
+            else self.current_a
+        )
+        counted_ah = self._charge_since_main_as / 3600.0
+        self.charge_counted_ah += counted_ah
+        self.counters.count_charge(counted_ah)
+        self._charge_since_main_as = 0.0
+        self._time_since_main_s = 0.0
+
+        voltages = self.monitor.sample_voltages(now_s)
+        self._voltages = voltages
+        temps = self.monitor.sample_temperatures(now_s)
+        mapped = cell_temperatures(temps, self.monitor.sensor_cells, self.config.series)
+        self._cell_temp_c = np.where(
+            np.isnan(mapped.cell_temp_c), self._cell_temp_c, mapped.cell_temp_c
+        )
+        cell_v = voltages.cell_voltage_v
+        valid = self._plausible_channels(cell_v)
+        if (
+            not valid.all()
+            or now_s - self._last_open_wire_s >= self.config.settings.diagnosis.open_wire_period_s
+        ):
+            open_wire = self.monitor.open_wire_check(now_s)
+            self._last_open_wire_s = now_s
+            self._quantities[q.OPEN_WIRE] = float(open_wire.any())
+            valid &= ~open_wire
+        self._update_quantities(voltages, temps, valid, mean_current)
+        self.protection.evaluate(
+            now_s, Task.MAIN, self._quantities, lambda: self._freeze_frame(now_s)
+        )
+        self._estimate(now_s, dt_s, mean_current, cell_v, valid)
+        status = self._status()
+        temp = self._cell_temp_c
+        quantities = self._quantities
+        self.limits = self.limiter.compute(
+            quantities[q.CELL_V_MAX], quantities[q.CELL_V_MIN], float(temp.min()),
+            float(temp.max()), status,
+        )  # fmt: skip
+        self._balance(dt_s, cell_v, status)
+        self._publish_limits(status)
+        self.counters.observe(dt_s, float(temp.max()), quantities[q.CELL_V_MIN],
+                              quantities[q.CELL_V_MAX])  # fmt: skip
+        self.state = self._publish(now_s, voltages)
+
+    def _plausible_channels(self, cell_v: np.ndarray) -> np.ndarray:
+        volts = self.config.cell.effective_limits.cell_voltage_v
+        return (cell_v > 0.5 * volts.lower.msl) & (cell_v < volts.upper.msl + 1.0)
+
+    def _update_quantities(self, voltages, temps, valid, mean_current) -> None:
+        quantities = self._quantities
+        cell_v = voltages.cell_voltage_v
+        trusted = cell_v[valid] if valid.any() else cell_v
+        quantities[q.CELL_V_MAX] = float(trusted.max())
+        quantities[q.CELL_V_MIN] = float(trusted.min())
+        quantities[q.CELL_V_INVALID] = float(not valid.all())
+        quantities[q.IMBALANCE_V] = float(trusted.max() - trusted.min())
+        quantities[q.TEMP_MAX] = float(self._cell_temp_c.max())
+        quantities[q.TEMP_MIN] = float(self._cell_temp_c.min())
+        quantities[q.NTC_OPEN] = float(temps.open_circuit.any())
+        quantities[q.NTC_SHORT] = float(temps.short_circuit.any())
+        quantities[q.PACK_SUM_ERROR_PCT] = self.plausibility.pack_sum_error_pct(voltages)
+        quantities[q.CELL_RATE_V_PER_S] = self.plausibility.cell_rate_v_per_s(
+            voltages, self.current_a
+        )
+        rest_a = self.config.settings.estimation.rest_current_c * self.model.capacity_ah
+        quantities[q.CHARGING] = float(mean_current > rest_a)
+        quantities[q.DISCHARGING] = float(mean_current < -rest_a)
+
+    def _estimate(self, now_s, dt_s, mean_current, cell_v, valid) -> None:
+        temp = self._cell_temp_c
+        estimator = self.estimator
+        if not estimator.started:
+            estimator.start(cell_v, temp)
+            return
+        point = self.model.at(estimator.soc, temp, estimator.hyst)
+        self._assess(point, cell_v, valid)
+        if valid.all():
+            estimator.step(dt_s, mean_current, self.current_a, cell_v, point)
+        else:
+            estimator.soc = estimator.soc + mean_current * dt_s / (3600.0 * self.model.capacity_ah)
+        settings = self.config.settings.estimation
+        rest_a = settings.rest_current_c * self.model.capacity_ah
+        self._rest_s = self._rest_s + dt_s if abs(self.current_a) < rest_a else 0.0
+        if self._rest_s >= settings.rest_time_s and not self._rest_corrected:
+            known = estimator.correct_at_rest(cell_v, temp, MIN_OCV_SLOPE_V)
+            self.capacity.anchor(estimator.soc, self.charge_counted_ah, known)
+            self._rest_corrected = True
+            self.log.info(now_s, "EST", "SoC corrected from rest voltages", cells=int(known.sum()))
+        elif self._rest_s == 0.0:
+            self._rest_corrected = False
+        self._recognise_full_charge(now_s, cell_v, mean_current)
+
+    def _recognise_full_charge(self, now_s, cell_v, mean_current) -> None:
+        """CV charge tapering below its end current: the cells at the limit are full."""
+        settings = self.config.settings.estimation
+        upper = self.config.cell.effective_limits.cell_voltage_v.upper.mol
+        taper_a = settings.full_charge_current_c * self.model.capacity_ah
+        at_limit = cell_v >= upper - CV_WINDOW_V
+        charging_slowly = 0.0 < mean_current < taper_a
+        if at_limit.any() and charging_slowly and not self._full_marked:
+            self.estimator.mark_full(at_limit)
+            self.capacity.anchor(self.estimator.soc, self.charge_counted_ah, at_limit)
+            self._full_marked = True
+            self.log.info(now_s, "EST", "full charge recognised", cells=int(at_limit.sum()))
+        elif mean_current < -taper_a:
+            self._full_marked = False
+
+    def _assess(self, point: CellPoint, cell_v: np.ndarray, valid: np.ndarray) -> None:
+        """Resistance, state of power and stored energy at the estimated state."""
+        e = self.estimator
+        self._energy_wh = float(point.energy_wh.sum())
+        if valid.all():
+            self.resistance.observe(cell_v, self.current_a, point.r0_ohm)
+        volts = self.config.cell.effective_limits.cell_voltage_v
+        self.power_limits_a = {
+            f"{horizon:g}s": current_limits(
+                point, e.v1, e.v2, self.model.capacity_ah, volts.lower.mol, volts.upper.mol,
+                horizon,
+            )
+            for horizon in HORIZONS_S
+        }  # fmt: skip
+
+    def _balance(self, dt_s, cell_v, status: ProtectionStatus) -> None:
+        balancer = self.balancer
+        charge_based = self.config.settings.balancing.strategy == "charge"
+        idle = not (balancer.excess_ah > self.config.settings.balancing.threshold_ah).any()
+        if charge_based and self.estimator.started and idle:
+            balancer.plan(self.estimator.soc, self.capacity.capacity_ah)
+        allowed = not status.open_all and self.estimator.started
+        mask = balancer.update(
+            dt_s, cell_v, self.current_a, self.model.capacity_ah, allowed,
+            self.monitor.balancing_duty(),
+        )  # fmt: skip
+        self.monitor.set_balancing(mask)
+
+    def _publish_limits(self, status: ProtectionStatus) -> None:
+        """Tell the charger and the load what they may do; nothing until the path is ready."""
+        ready = self.path.state is PathState.NORMAL
+        charge_a = self.limits.charge_current_a if ready and status.charge_allowed else 0.0
+        discharge_a = self.limits.discharge_current_a if ready and status.discharge_allowed else 0.0
+        if self.load is not None:
+            self.load.publish(discharge_a, charge_a)
+        if self.charger is not None:
+            if charge_a > 0.0:
+                self.charger.request(self.limits.charge_voltage_v, charge_a)
+            else:
+                self.charger.stop()
+
+    # --- reporting -------------------------------------------------------------------------
+    def _status(self) -> ProtectionStatus:
+        return self.protection.status()
+
+    def _freeze_frame(self, now_s: float) -> dict[str, Any]:
+        voltages = self._voltages
+        frame: dict[str, Any] = {
+            "time_s": now_s,
+            "current_a": self.current_a,
+            "path_state": self.path.state.value,
+            "temp_min_c": float(self._cell_temp_c.min()),
+            "temp_max_c": float(self._cell_temp_c.max()),
+        }
+        if voltages is not None:
+            cell_v = voltages.cell_voltage_v
+            frame.update(
+                cell_voltage_min_v=float(cell_v.min()),
+                cell_voltage_min_cell=int(cell_v.argmin()),
+                cell_voltage_max_v=float(cell_v.max()),
+                cell_voltage_max_cell=int(cell_v.argmax()),
+                pack_voltage_v=voltages.pack_voltage_v,
+            )
+        if self.estimator.started:
+            frame["soc_min_pct"] = 100.0 * float(self.estimator.soc.min())
+        return frame
+
+    def _publish(self, now_s: float, voltages: VoltageSample) -> BmsState:
+        e = self.estimator
+        temp = self._cell_temp_c
+        soc_pct = 100.0 * self.pack_soc.update(
+            now_s - (self.state.time_s if self.state else now_s),
+            e.soc, self.current_a, self.model.capacity_ah,
+        )  # fmt: skip
+        return BmsState(
+            time_s=now_s,
+            soc_pct=soc_pct,
+            soc_min_pct=100.0 * float(e.soc.min()),
+            soc_max_pct=100.0 * float(e.soc.max()),
+            energy_wh=self._energy_wh,
+            capacity_soh_pct=float(self.capacity.soh_pct.min()),
+            resistance_soh_pct=float(self.resistance.soh_pct.min()),
+            limits=self.limits,
+            power_limits_a=self.power_limits_a,
+            path_state=self.path.state.value,
+            active_codes=self._status().active_codes,
+            cell_voltage_min_v=self._quantities[q.CELL_V_MIN],
+            cell_voltage_max_v=self._quantities[q.CELL_V_MAX],
+            temp_min_c=float(temp.min()),
+            temp_max_c=float(temp.max()),
+            current_a=self.current_a,
+            pack_voltage_v=voltages.pack_voltage_v,
+            balancing_cells=int(self.balancer.mask.sum()),
+        )

@@ -1,0 +1,96 @@
+"""BMS settings: power-path sequencing, balancing, estimation and diagnosis tunables.
+
+Limits themselves live with the cell (its chemistry's mol/rsl/msl levels); these settings say
+how the BMS acts on them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PowerPathSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    precharge_done_pct: float = Field(
+        default=5.0, gt=0, le=50, description="link within this share of the pack voltage"
+    )
+    precharge_done_current_c: float = Field(
+        default=0.05, gt=0, le=2, description="and precharge current below this C-rate"
+    )
+    precharge_timeout_s: float = Field(default=3.0, gt=0, le=60)
+    precharge_retries: int = Field(default=2, ge=0, le=10)
+    ramp_down_timeout_s: float = Field(
+        default=2.0, ge=0, le=60, description="wait for the load to stop before opening"
+    )
+    open_current_c: float = Field(
+        default=0.02, gt=0, le=1, description="current considered stopped, as a C-rate"
+    )
+    welded_voltage_pct: float = Field(
+        default=20.0, gt=0, le=90, description="link above this share of pack after opening"
+    )
+    welded_check_s: float = Field(default=1.0, gt=0, le=30)
+
+
+class BalancingSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    strategy: Literal["voltage", "charge"] = "charge"
+    threshold_v: float = Field(default=0.010, gt=0, le=0.5, description="voltage strategy")
+    threshold_ah: float = Field(default=0.005, gt=0, description="charge strategy, per cell")
+    min_cell_voltage_v: float | None = Field(
+        default=None, description="no balancing below this (default: chemistry nominal)"
+    )
+    always_allowed: bool = Field(
+        default=False, description="balance at any current, not only at rest or while charging"
+    )
+    max_rest_current_c: float = Field(default=0.05, gt=0, le=1)
+
+
+class EstimationSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    voltage_noise_v: float = Field(default=0.005, gt=0, description="EKF measurement noise")
+    soc_process_noise: float = Field(default=1e-7, gt=0, description="per second")
+    rc_process_noise_v: float = Field(default=1e-5, gt=0, description="per second")
+    initial_soc_sigma: float = Field(default=0.3, gt=0, le=1)
+    rest_current_c: float = Field(default=0.01, gt=0, le=0.5)
+    rest_time_s: float = Field(default=1800.0, gt=0, description="OCV correction after rest")
+    full_charge_current_c: float = Field(
+        default=0.05, gt=0, le=0.5, description="CV taper current that marks a full cell"
+    )
+
+
+class DiagnosisSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pack_sum_tolerance_pct: float = Field(default=3.0, gt=0, le=20)
+    cell_voltage_rate_v_per_s: float = Field(
+        default=1.0, gt=0, description="faster cell voltage changes are implausible"
+    )
+    frozen_current_samples: int = Field(
+        default=100, ge=10, description="identical current readings that mean a stuck sensor"
+    )
+    open_wire_period_s: float = Field(default=1.0, gt=0)
+    imbalance_v: float = Field(default=0.15, gt=0, description="warning level of max - min")
+    short_circuit_msl_factor: float = Field(
+        default=1.5, gt=1, le=10, description="software short-circuit cut-off, x discharge MSL"
+    )
+    overcurrent_curve_s: float = Field(
+        default=12.5,
+        gt=0,
+        description="time-current curve constant k: trip after k / ((I / I_mol)^2 - 1) s",
+    )
+
+
+class BmsSettings(BaseModel):
+    """How the BMS of a scenario behaves; defaults suit most packs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    power_path: PowerPathSettings = PowerPathSettings()
+    balancing: BalancingSettings = BalancingSettings()
+    estimation: EstimationSettings = EstimationSettings()
+    diagnosis: DiagnosisSettings = DiagnosisSettings()
