@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	$(VENV)/bin/cellwarden simulate $(DEMO_SCENARIO) --out out/demo
+	$(VENV)/bin/cellwarden simulate $(DEMO_SCENARIO) --duration 14400 --out out/demo
 
 test: setup
 	$(PY) -m pytest -n 2

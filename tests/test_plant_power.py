@@ -454,20 +454,24 @@ def test_charger_on_open_power_path_never_lifts_bus_above_cv_setpoint(kit):
 def test_floating_dc_link_energy_balance_with_high_bleed_resistance(kit):
     """A 0.2 A regenerative current source charges a floating 2 mF DC link (path open).
 
-    Independent expectation: energy conservation on the bus node: the energy the source
-    delivers (the plant's load energy, negative for regeneration) equals the energy stored,
-    1/2 C V^2, plus the energy burnt in the 100 MOhm bleed (1e-6 relative); the link voltage
-    is I R_b (1 - e^(-t / R_b C)), ~ I t / C = 50 V (1e-6).
+    The link starts above the load's undervoltage lockout (a load draws or feeds nothing on a
+    dead bus). Independent expectation: energy conservation on the bus node: the energy the
+    source delivers (the plant's load energy, negative for regeneration) equals the change of
+    1/2 C V^2 plus the energy burnt in the 100 MOhm bleed (1e-6 relative); the link voltage is
+    V0 e^(-t/tau) + I R_b (1 - e^(-t/tau)) with tau = R_b C (1e-6).
     """
     bleed, dt, current, duration = 1e8, 1e-3, 0.2, 0.5
     plant, _, system = _mosfet_plant(kit, dt, bleed)
     cap_f = system.dc_link_capacitance_f
+    start_v = 2.0 * plant.bus[k.LOAD_MIN_V]
+    plant.bus[k.BUS_V] = start_v
     plant.set_duty(DutyMode.CURRENT, -current)
     plant.advance(duration)
     tau = bleed * cap_f
+    decay = np.exp(-duration / tau)
     np.testing.assert_allclose(
-        plant.bus_voltage_v, current * bleed * (1.0 - np.exp(-duration / tau)), rtol=1e-6
+        plant.bus_voltage_v, start_v * decay + current * bleed * (1.0 - decay), rtol=1e-6
     )
-    stored = 0.5 * cap_f * plant.bus_voltage_v**2
+    stored = 0.5 * cap_f * (plant.bus_voltage_v**2 - start_v**2)
     delivered = -plant.bus[k.LOAD_ENERGY_J]
     np.testing.assert_allclose(delivered, stored + plant.bus[k.BLEED_ENERGY_J], rtol=1e-6)

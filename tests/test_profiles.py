@@ -35,7 +35,7 @@ PLAUSIBLE_DAILY_DISCHARGE = {
     "marine_cruise": (0.3, 1.0),
 }
 
-KINDS = sorted(PROFILES)
+KINDS = sorted(kind for kind in PROFILES if kind != "steps")  # the sector profiles
 
 
 def make(kind: str, seed: int = 1, duration_s: float = DAY_S, rating=None, **parameters):
@@ -69,7 +69,7 @@ def offered_charge_ah(profile: DutyProfile, start_s: float, end_s: float) -> flo
 
 
 def test_every_profile_has_a_rating_and_a_plausibility_range() -> None:
-    assert set(RATINGS) == set(PROFILES) == set(PLAUSIBLE_DAILY_DISCHARGE)
+    assert set(RATINGS) == set(KINDS) == set(PLAUSIBLE_DAILY_DISCHARGE)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -346,3 +346,28 @@ def test_registry_entries_are_complete(kind: str) -> None:
     assert definition.defaults
     assert set(definition.rules) <= set(definition.defaults)
     resolve_parameters(kind, {})  # every default passes its own rule
+
+
+def test_steps_lays_out_a_lab_sequence_without_clipping() -> None:
+    """The lab sequence is exactly the steps given, the last holding; an overload stays."""
+    rating = PackRating(48.0, 20.0, max_discharge_current_a=40.0, max_charge_current_a=10.0)
+    profile = build_profile(
+        "steps",
+        {"mode_1": 0, "duration_1_s": 30, "mode_2": 1, "value_2": 90.0, "duration_2_s": 60},
+        np.random.default_rng(0),
+        rating,
+        100.0,
+    )
+    assert profile.start_s.tolist() == [0.0, 30.0]
+    assert profile.mode.tolist() == [0, 1]
+    assert profile.value.tolist() == [0.0, 90.0]
+
+
+def test_steps_needs_a_step_and_valid_modes() -> None:
+    rating = PackRating(48.0, 20.0, 40.0, 10.0)
+    with pytest.raises(ConfigError, match="at least one step"):
+        build_profile("steps", {}, np.random.default_rng(0), rating, 10.0)
+    with pytest.raises(ConfigError, match="mode_1"):
+        build_profile(
+            "steps", {"mode_1": 7, "duration_1_s": 5}, np.random.default_rng(0), rating, 10.0
+        )

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from cellwarden.model import ConfigError
+from cellwarden.model.scenario import TimingSpec
 from cellwarden.plant.duty import DutyMode
 from cellwarden.simulation.catalogue import builtin_scenario_names, load_builtin
 from cellwarden.simulation.controller import PeriodicTask
@@ -42,7 +43,8 @@ def test_tasks_run_at_their_own_rates_on_one_clock():
         controller["c"] = RecordingController(scenario, plant, events)
         return controller["c"]
 
-    Simulation(_scenario(), controller_factory=factory, duration_s=2.0).run()
+    timing = TimingSpec(plant_step_s=0.01, protection_period_s=0.01, main_period_s=0.1)
+    Simulation(_scenario(timing=timing), controller_factory=factory, duration_s=2.0).run()
     recorded = controller["c"]
     assert len(recorded.fast) == 201 and len(recorded.slow) == 21
     assert np.allclose(np.diff(recorded.fast), 0.01)

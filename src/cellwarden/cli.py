@@ -109,6 +109,174 @@ def simulate(
     console.print(f"results in [bold]{folder}[/] ({', '.join(p.name for p in paths.values())})")
 
 
+@app.command()
+def campaign(
+    scenarios: Annotated[
+        list[str] | None,
+        typer.Argument(help="Scenario names or TOML files (default: every built-in scenario)."),
+    ] = None,
+    only: Annotated[
+        list[str] | None, typer.Option("--test", help="Run only tests whose name contains this.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Run the certification-style test campaign against ground truth; exit 1 on any failure."""
+    from cellwarden.simulation import campaign as campaign_module
+    from cellwarden.simulation.catalogue import builtin_scenarios, resolve_scenario
+
+    try:
+        chosen = (
+            [resolve_scenario(name) for name in scenarios] if scenarios else builtin_scenarios()
+        )
+    except ConfigError as error:
+        raise _fail(error) from None
+
+    def wanted(test: campaign_module.CampaignTest) -> bool:
+        return not only or any(part in test.name for part in only)
+
+    results = []
+    for scenario in chosen:
+        for test in campaign_module.tests_for(scenario):
+            if not wanted(test):
+                continue
+            outcome = campaign_module.run_test(scenario, test)
+            results.append(outcome)
+            if not as_json:
+                mark = "[green]PASS[/]" if outcome.passed else "[bold red]FAIL[/]"
+                console.print(f"{mark} {scenario.name}: {test.name}", highlight=False)
+    passed = all(r.passed for r in results)
+    if as_json:
+        print(json.dumps({"passed": passed, "results": [r.as_dict() for r in results]}, indent=2))
+    else:
+        table = Table(title="campaign")
+        for column in ("scenario", "test", "result", "detail"):
+            table.add_column(column, overflow="fold")
+        for r in results:
+            table.add_row(r.scenario, r.test, "pass" if r.passed else "FAIL", r.detail)
+        console.print(table)
+        console.print(
+            f"{sum(r.passed for r in results)} passed, {sum(not r.passed for r in results)} failed"
+        )
+    if not passed:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def identify(
+    pulse: Annotated[
+        Path,
+        typer.Option(
+            "--pulse", help="Pulse (HPPC) test CSV: time_s,current_a,voltage_v,temp_c (A, V, °C)."
+        ),
+    ],
+    ocv: Annotated[
+        Path, typer.Option("--ocv", help="Slow (C/20) discharge CSV from full, same columns.")
+    ],
+    capacity_ah: Annotated[float, typer.Option("--capacity-ah", help="The cell's capacity [Ah].")],
+    out: Annotated[Path, typer.Option("--out", help="Cell TOML file to write.")],
+    chemistry: Annotated[
+        str | None,
+        typer.Option(
+            "--chemistry",
+            help="Base chemistry (LFP, NMC, LTO or a TOML file); "
+            "default: the one whose OCV is closest.",
+        ),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Cell name (default: the output file's stem).")
+    ] = None,
+    single_temperature: Annotated[
+        bool,
+        typer.Option(
+            "--single-temperature",
+            help="Write the test temperature's row only (no temperature dependence "
+            "borrowed from the base chemistry).",
+        ),
+    ] = False,
+) -> None:
+    """Fit a cell model (OCV, R0, two RC pairs) from a pulse test and a slow discharge."""
+    from cellwarden.bms.identification import identify as identify_cell
+    from cellwarden.bms.trace_replay import read_trace
+    from cellwarden.model.library import load_cell
+
+    try:
+        result = identify_cell(
+            read_trace(pulse),
+            read_trace(ocv),
+            capacity_ah,
+            chemistry=chemistry,
+            name=name or out.stem,
+            temperature_from_base=not single_temperature,
+        )
+        result.write(out)
+        load_cell(str(out))  # the written file must load as it is
+    except ConfigError as error:
+        raise _fail(error) from None
+    table = Table(title=f"{result.cell.name}: base chemistry {result.base_chemistry}, "
+                        f"test at {result.test_temp_c:.1f} °C")  # fmt: skip
+    for column in ("SoC %", "R0 mΩ", "R1 mΩ", "tau1 s", "R2 mΩ", "tau2 s", "fit rms mV"):
+        table.add_column(column, justify="right")
+    for level in result.levels:
+        table.add_row(
+            f"{100 * level.soc:.1f}", f"{1000 * level.r0_ohm:.3f}", f"{1000 * level.r1_ohm:.3f}",
+            f"{level.tau1_s:.1f}", f"{1000 * level.r2_ohm:.3f}", f"{level.tau2_s:.0f}",
+            f"{level.rms_mv:.2f}" + (" *" if level.filled else ""),
+        )  # fmt: skip
+    console.print(table)
+    for note in result.notes:
+        console.print(f"note: {note}", highlight=False)
+    console.print(f"cell written to [bold]{out}[/]")
+
+
+@app.command()
+def estimate(
+    cell: Annotated[str, typer.Option("--cell", help="Cell TOML file or built-in cell name.")],
+    trace: Annotated[
+        Path, typer.Option("--trace", help="Trace CSV: time_s,current_a,voltage_v,temp_c.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="CSV to write: time_s,soc_pct,...")],
+    initial_soc: Annotated[
+        float | None,
+        typer.Option(
+            "--initial-soc",
+            help="Start from this SoC [%] instead of the power-up "
+            "estimate from the first voltage (to test convergence).",
+        ),
+    ] = None,
+) -> None:
+    """Replay a recorded single-cell trace through the BMS's SoC estimator."""
+    from cellwarden.bms.trace_replay import read_trace, replay_trace
+    from cellwarden.model.library import load_cell
+
+    try:
+        if initial_soc is not None and not 0.0 <= initial_soc <= 100.0:
+            raise ConfigError(f"--initial-soc must lie within 0..100 % (got {initial_soc})")
+        spec = load_cell(cell)
+        recorded = read_trace(trace)
+    except ConfigError as error:
+        raise _fail(error) from None
+    result = replay_trace(spec, recorded, initial_soc_pct=initial_soc)
+    result.to_csv(out, index=False)
+    soc = result["soc_pct"]
+    message = (
+        f"{len(result)} rows, {recorded['time_s'].iloc[-1] - recorded['time_s'].iloc[0]:.0f} s: "
+        f"SoC {soc.iloc[0]:.1f} % → {soc.iloc[-1]:.1f} %"
+    )
+    if "true_soc_pct" in recorded.columns:  # a simulated trace: compare with the truth
+        import numpy as np
+        import pandas as pd
+
+        truth = pd.to_numeric(recorded["true_soc_pct"], errors="coerce").to_numpy(dtype=float)
+        error = soc.to_numpy() - truth
+        if np.isfinite(error).any():
+            message += (
+                f"; against true_soc_pct: RMSE {np.sqrt(np.nanmean(error**2)):.2f} %, "
+                f"max {np.nanmax(np.abs(error)):.2f} %"
+            )
+    console.print(message, highlight=False)
+    console.print(f"estimate written to [bold]{out}[/]")
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 

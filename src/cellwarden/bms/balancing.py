@@ -31,12 +31,18 @@ class Balancer:
             else min_cell_voltage_v
         )
         self.excess_ah = np.zeros(cell_count)
+        self.threshold_ah = np.zeros(cell_count)
         self.mask = np.zeros(cell_count, dtype=bool)
 
     def plan(self, soc: np.ndarray, capacity_ah: np.ndarray) -> None:
         """Charge strategy: every cell's charge above the cell with the least (Ah)."""
         charge_ah = soc * capacity_ah
         self.excess_ah = np.maximum(charge_ah - charge_ah.min(), 0.0)
+        self.threshold_ah = self.settings.threshold_soc_pct / 100.0 * capacity_ah
+
+    def bleed_current_a(self, cell_voltage_v: np.ndarray, duty: float) -> np.ndarray:
+        """Current each cell loses to its bleed resistor while the present mask holds."""
+        return np.where(self.mask, cell_voltage_v / self.bleed_resistance_ohm * duty, 0.0)
 
     def update(
         self,
@@ -49,9 +55,7 @@ class Balancer:
     ) -> np.ndarray:
         """The bleed mask for the next interval; counts down the charge already bled."""
         s = self.settings
-        self.excess_ah -= np.where(
-            self.mask, cell_voltage_v / self.bleed_resistance_ohm * duty * dt_s / 3600.0, 0.0
-        )
+        self.excess_ah -= self.bleed_current_a(cell_voltage_v, duty) * dt_s / 3600.0
         np.maximum(self.excess_ah, 0.0, out=self.excess_ah)
         at_rest_or_charging = current_a > -s.max_rest_current_c * capacity_ah
         if not allowed or not (s.always_allowed or at_rest_or_charging):
@@ -61,6 +65,7 @@ class Balancer:
         if s.strategy == "voltage":
             wanted = cell_voltage_v > cell_voltage_v.min() + s.threshold_v
         else:
-            wanted = self.excess_ah > s.threshold_ah
+            # start above the deadband, then bleed until the planned excess is gone
+            wanted = (self.excess_ah > 0) & (self.mask | (self.excess_ah > self.threshold_ah))
         self.mask = wanted & high_enough
         return self.mask

@@ -2,7 +2,9 @@
 
 Each rule watches one scalar quantity against a threshold (with hysteresis), must persist for
 its debounce time to trip, then applies its action until it recovers as its rule says: ``auto``
-(after the quantity has been back inside threshold minus hysteresis for ``recovery_s``),
+(after the quantity has been back inside threshold minus hysteresis for ``recovery_s``, and,
+for rules ``released_by`` a quantity, while that quantity is positive: an undervoltage stop is
+released by charging, not by the cells relaxing),
 ``latch`` (until the BMS is reset) or ``lock`` (never: IEC 62619's non-resettable lock).
 """
 
@@ -55,6 +57,7 @@ class Rule:
     action: Action = Action.WARN
     task: Task = Task.MAIN
     armed_by: str | None = None  # a quantity that must be positive for the rule to watch
+    released_by: str | None = None  # a quantity that must be positive for it to recover
 
     def beyond(self, value: float) -> bool:
         return value > self.threshold if self.above else value < self.threshold
@@ -134,7 +137,8 @@ class ProtectionEngine:
                 continue
             if rule.recovery is not Recovery.AUTO:
                 continue
-            if not armed or rule.back_inside(value):
+            released = rule.released_by is None or quantities[rule.released_by] > 0
+            if released and rule.back_inside(value):
                 state.inside_since_s = (
                     now_s if state.inside_since_s is None else state.inside_since_s
                 )

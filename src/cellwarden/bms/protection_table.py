@@ -16,6 +16,7 @@ CELL_V_MAX = "cell_voltage_max_v"
 CELL_V_MIN = "cell_voltage_min_v"
 CELL_V_INVALID = "cell_voltage_invalid"
 CHARGE_A = "charge_current_a"
+CHARGE_EXCESS_A = "charge_current_above_limit_a"
 DISCHARGE_A = "discharge_current_a"
 OVERCURRENT_DOSE = "overcurrent_dose"
 TEMP_MAX = "temp_max_c"
@@ -99,7 +100,8 @@ def build_table(cell: CellSpec, parallel: int, settings: BmsSettings) -> list[Ru
             above=False,
             hysteresis=0.1,
             debounce_s=VOLTAGE_DEBOUNCE_S,
-            recovery_s=10.0,
+            recovery_s=2.0,
+            released_by=CHARGING,
             action=Action.STOP_DISCHARGE,
         ),
         Rule(
@@ -144,13 +146,23 @@ def build_table(cell: CellSpec, parallel: int, settings: BmsSettings) -> list[Ru
             task=Task.FAST,
         ),
         Rule(
+            "B1204",
+            "charger ignores the charge current limit",
+            CHARGE_EXCESS_A,
+            0.05 * amps_per_c,
+            debounce_s=2.0,
+            recovery=Recovery.LATCH,
+            action=Action.STOP_CHARGE,
+            task=Task.FAST,
+        ),
+        Rule(
             "B1211",
             "discharge overcurrent (time-current curve)",
             OVERCURRENT_DOSE,
             1.0,
-            hysteresis=0.5,
+            hysteresis=0.99,
             debounce_s=0.0,
-            recovery_s=5.0,
+            recovery_s=30.0,
             action=Action.STOP_DISCHARGE,
             task=Task.FAST,
         ),

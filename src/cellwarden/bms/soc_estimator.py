@@ -52,15 +52,16 @@ class SocEstimator:
     def step(
         self,
         dt_s: float,
-        mean_current_a: float,
-        current_a: float,
+        mean_current_a: np.ndarray,
+        current_a: np.ndarray,
         cell_voltage_v: np.ndarray,
         point: CellPoint,
     ) -> None:
         """Predict over ``dt_s`` by Coulomb counting, then correct with the measured voltages.
 
-        ``point`` is the model at the state before the step; the OCV after it follows from the
-        slope and the hysteresis change (exact inside one 0.5 % table cell).
+        Currents are per cell (the string current less any balancing bleed). ``point`` is the
+        model at the state before the step; the OCV after it follows from the slope and the
+        hysteresis change (exact inside one 0.5 % table cell).
         """
         model = self.model
         a1, a2 = np.exp(-dt_s / point.tau1_s), np.exp(-dt_s / point.tau2_s)
@@ -70,8 +71,8 @@ class SocEstimator:
         self.v1 = a1 * self.v1 + point.r1_ohm * (1.0 - a1) * mean_current_a
         self.v2 = a2 * self.v2 + point.r2_ohm * (1.0 - a2) * mean_current_a
         hyst_before = self.hyst.copy()
-        if model.hysteresis_rate > 0 and mean_current_a != 0.0:
-            step = -np.expm1(-model.hysteresis_rate * abs(mean_current_a) * gain)
+        if model.hysteresis_rate > 0:
+            step = -np.expm1(-model.hysteresis_rate * np.abs(mean_current_a) * gain)
             self.hyst += (np.sign(mean_current_a) - self.hyst) * step
         # P = F P F^T with F = diag(1, a1, a2), plus process noise
         p = self.covariance

@@ -145,6 +145,7 @@ class StringBms:
         self.limits = self.limiter.compute(0.0, 99.0, 25.0, 25.0, self._status())
         self.power_limits_a: dict[str, tuple[float, float]] = {}
         self._energy_wh = 0.0
+        self._published_charge_a = 0.0
         self.state: BmsState | None = None
 
     # --- the fast (protection) task ----------------------------------------------------------
@@ -164,6 +165,7 @@ class StringBms:
         feedback = self.path.driver.feedback()
         quantities = self._quantities
         quantities[q.CHARGE_A] = max(current, 0.0)
+        quantities[q.CHARGE_EXCESS_A] = current - self._published_charge_a
         quantities[q.DISCHARGE_A] = max(-current, 0.0)
         quantities[q.OVERCURRENT_DOSE] = self._dose
         quantities[q.HW_SHORT_CIRCUIT] = float(feedback.short_circuit_tripped)
@@ -277,10 +279,13 @@ class StringBms:
             return
         point = self.model.at(estimator.soc, temp, estimator.hyst)
         self._assess(point, cell_v, valid)
+        # balancing bleeds some cells: their current is the string's less the bleed
+        bleed_a = self.balancer.bleed_current_a(cell_v, self.monitor.balancing_duty())
         if valid.all():
-            estimator.step(dt_s, mean_current, self.current_a, cell_v, point)
+            estimator.step(dt_s, mean_current - bleed_a, self.current_a - bleed_a, cell_v, point)
         else:
-            estimator.soc = estimator.soc + mean_current * dt_s / (3600.0 * self.model.capacity_ah)
+            counted = (mean_current - bleed_a) * dt_s / (3600.0 * self.model.capacity_ah)
+            estimator.soc = estimator.soc + counted
         settings = self.config.settings.estimation
         rest_a = settings.rest_current_c * self.model.capacity_ah
         self._rest_s = self._rest_s + dt_s if abs(self.current_a) < rest_a else 0.0
@@ -326,7 +331,7 @@ class StringBms:
     def _balance(self, dt_s, cell_v, status: ProtectionStatus) -> None:
         balancer = self.balancer
         charge_based = self.config.settings.balancing.strategy == "charge"
-        idle = not (balancer.excess_ah > self.config.settings.balancing.threshold_ah).any()
+        idle = not balancer.mask.any() and not (balancer.excess_ah > balancer.threshold_ah).any()
         if charge_based and self.estimator.started and idle:
             balancer.plan(self.estimator.soc, self.capacity.capacity_ah)
         allowed = not status.open_all and self.estimator.started
@@ -341,8 +346,10 @@ class StringBms:
         ready = self.path.state is PathState.NORMAL
         charge_a = self.limits.charge_current_a if ready and status.charge_allowed else 0.0
         discharge_a = self.limits.discharge_current_a if ready and status.discharge_allowed else 0.0
+        # a charger needs a moment to follow a falling limit: judge it against the larger one
+        self._published_charge_a = max(charge_a, 0.5 * (charge_a + self._published_charge_a))
         if self.load is not None:
-            self.load.publish(discharge_a, charge_a)
+            self.load.publish(discharge_a, charge_a, ready)
         if self.charger is not None:
             if charge_a > 0.0:
                 self.charger.request(self.limits.charge_voltage_v, charge_a)

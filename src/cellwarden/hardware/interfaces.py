@@ -113,4 +113,6 @@ class ChargerLink(Protocol):
 class LoadLink(Protocol):
     """The channel the BMS uses to tell the load (vehicle controller, inverter) its limits."""
 
-    def publish(self, discharge_a: float, regen_a: float) -> None: ...
+    def publish(self, discharge_a: float, regen_a: float, ready: bool) -> None:
+        """Current limits, and whether the pack is ready (power path closed) at all."""
+        ...

@@ -20,12 +20,17 @@ class SimulatedChargerLink:
 
 
 class SimulatedLoadLink:
-    """The load obeys the published limits unless the scenario says it ignores them."""
+    """The load waits for "ready" and obeys the published current limits, unless the scenario
+    says it ignores them (it still waits for ready, as a motor controller's handshake does)."""
 
     def __init__(self, plant: SystemPlant, ignores_limits: bool) -> None:
         self.plant = plant
         self.ignores_limits = ignores_limits
 
-    def publish(self, discharge_a: float, regen_a: float) -> None:
-        if not self.ignores_limits:
+    def publish(self, discharge_a: float, regen_a: float, ready: bool) -> None:
+        if not ready:
+            self.plant.set_load_limits(0.0, 0.0)
+        elif self.ignores_limits:
+            self.plant.set_load_limits(float("inf"), float("inf"))
+        else:
             self.plant.set_load_limits(discharge_a, regen_a)

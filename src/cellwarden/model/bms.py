@@ -39,7 +39,9 @@ class BalancingSettings(BaseModel):
 
     strategy: Literal["voltage", "charge"] = "charge"
     threshold_v: float = Field(default=0.010, gt=0, le=0.5, description="voltage strategy")
-    threshold_ah: float = Field(default=0.005, gt=0, description="charge strategy, per cell")
+    threshold_soc_pct: float = Field(
+        default=2.0, gt=0, le=20, description="charge strategy: start above this excess"
+    )
     min_cell_voltage_v: float | None = Field(
         default=None, description="no balancing below this (default: chemistry nominal)"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cellwarden.model.bms import BmsSettings
 from cellwarden.model.board import BoardSpec
@@ -30,6 +30,19 @@ class InitialState(BaseModel):
 
     soc_pct: float = Field(default=80.0, ge=0, le=100)
     temp_c: float | None = Field(default=None, ge=-40, le=80, description="default: ambient")
+    cell_soc_pct: dict[int, float] = Field(
+        default_factory=dict, description="SoC of single cells by flat index, overriding soc_pct"
+    )
+
+    @field_validator("cell_soc_pct")
+    @classmethod
+    def _check_cells(cls, value: dict[int, float]) -> dict[int, float]:
+        for cell, soc in value.items():
+            if not 0 <= soc <= 100:
+                raise ValueError(
+                    f"cell_soc_pct[{cell}] = {soc} is outside the allowed range 0..100"
+                )
+        return value
 
 
 class TimingSpec(BaseModel):
@@ -116,6 +129,11 @@ class Scenario(BaseModel):
     def _check_faults(self) -> Scenario:
         cells = self.system.cell_count
         strings = self.system.string_count
+        for cell in self.initial.cell_soc_pct:
+            if not 0 <= cell < cells:
+                raise ValueError(
+                    f"initial.cell_soc_pct: cell {cell} is outside the allowed range 0..{cells - 1}"
+                )
         for index, fault in enumerate(self.faults):
             cell = getattr(fault, "cell", None)
             if cell is not None and cell >= cells:

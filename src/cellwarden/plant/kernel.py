@@ -242,8 +242,12 @@ def solve_bus(dt, bs, bus):
     mode = int(bus[LOAD_MODE])
     load_i = 0.0
     load_g = 0.0
+    fed = v_start > bus[LOAD_MIN_V]  # a load's undervoltage lockout: no current from nothing
+    for b in range(n_branch):
+        fed = fed or bs[B_CONDUCTING, b] > 0.5
     if mode == MODE_CURRENT:
-        load_i = min(max(bus[LOAD_VALUE], -bus[LOAD_MAX_REGEN_A]), bus[LOAD_MAX_DISCHARGE_A])
+        if fed:
+            load_i = min(max(bus[LOAD_VALUE], -bus[LOAD_MAX_REGEN_A]), bus[LOAD_MAX_DISCHARGE_A])
     elif mode == MODE_POWER:
         if v_start > bus[LOAD_MIN_V]:
             load_i = bus[LOAD_VALUE] / v_start

@@ -89,6 +89,8 @@ class ParamRule(StrEnum):
     FRACTION = "must lie between 0 and 1"
     FLAG = "must be 0 or 1"
     COUNT = "must be a whole number of at least 1"
+    FINITE = "must be a finite number"
+    MODE = "must be a duty mode code 0..4 (rest, current, power, resistance, charge)"
 
 
 @dataclass(frozen=True)
@@ -725,7 +727,42 @@ def marine_cruise(
 _PARKED_RULES = {"charge_at_end": ParamRule.FLAG, "charge_current_a": ParamRule.NON_NEGATIVE}
 _RIDES_RULES = {**_PARKED_RULES, "rides_per_day": ParamRule.COUNT}
 
+STEPS = 4
+STEPS_DEFAULTS: dict[str, float] = {
+    **{f"mode_{n}": 0.0 for n in range(1, STEPS + 1)},
+    **{f"value_{n}": 0.0 for n in range(1, STEPS + 1)},
+    **{f"duration_{n}_s": 0.0 for n in range(1, STEPS + 1)},
+}
+
+
+def steps(
+    rng: np.random.Generator, rating: PackRating, duration_s: float, params: dict[str, float]
+) -> DutyProfile:
+    """A lab sequence of up to four fixed steps (mode, value, duration); the last one holds.
+
+    Values are taken as given, not clipped to the rating: a test may overload on purpose.
+    """
+    del rng, rating, duration_s
+    laid = [
+        (params[f"duration_{n}_s"], DutyMode(int(params[f"mode_{n}"])), params[f"value_{n}"])
+        for n in range(1, STEPS + 1)
+        if params[f"duration_{n}_s"] > 0
+    ]
+    _require(bool(laid), "give at least one step with a positive duration_<n>_s")
+    return DutyProfile.from_segments(laid)
+
+
 PROFILES: dict[str, ProfileDefinition] = {
+    "steps": ProfileDefinition(
+        steps,
+        STEPS_DEFAULTS,
+        "lab sequence: up to four fixed steps of a duty mode and value, the last one holding",
+        {
+            **{f"mode_{n}": ParamRule.MODE for n in range(1, STEPS + 1)},
+            **{f"value_{n}": ParamRule.FINITE for n in range(1, STEPS + 1)},
+            **{f"duration_{n}_s": ParamRule.NON_NEGATIVE for n in range(1, STEPS + 1)},
+        },
+    ),
     "escooter_urban": ProfileDefinition(
         escooter_urban,
         ESCOOTER_URBAN_DEFAULTS,
@@ -804,6 +841,8 @@ def _check_value(kind: str, name: str, value: object, rule: ParamRule) -> float:
         ParamRule.FRACTION: 0 <= number <= 1,
         ParamRule.FLAG: number in (0.0, 1.0),
         ParamRule.COUNT: number >= 1 and number.is_integer(),
+        ParamRule.FINITE: True,
+        ParamRule.MODE: number in (0.0, 1.0, 2.0, 3.0, 4.0),
     }[rule]
     if not (math.isfinite(number) and valid):
         raise ConfigError(f"{where} {rule.value}")

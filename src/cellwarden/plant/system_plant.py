@@ -25,7 +25,7 @@ from cellwarden.plant.power_path import PowerPath, SwitchStates, combine_in_seri
 from cellwarden.plant.spread import draw_spread
 
 SECONDS_PER_MONTH = 30.0 * 86_400.0
-POWER_LOAD_CUTOUT_FRACTION = 0.3  # a power load stops drawing below this share of nominal V
+LOAD_CUTOUT_FRACTION = 0.3  # current and power loads stop drawing below this share of nominal V
 AGEING_INTERVAL_S = 60.0  # ageing accrues at most this often (at every refresh if slower)
 
 
@@ -82,7 +82,7 @@ class SystemPlant:
         self.bus[k.BUS_BLEED_G] = 1.0 / system.dc_link_bleed_resistance_ohm
         self.bus[k.CHARGER_RES] = CV_SOURCE_RESISTANCE_OHM
         self.bus[k.COOLANT_C] = ambient_temp_c
-        self.bus[k.LOAD_MIN_V] = POWER_LOAD_CUTOUT_FRACTION * self.branch_nominal_voltage_v
+        self.bus[k.LOAD_MIN_V] = LOAD_CUTOUT_FRACTION * self.branch_nominal_voltage_v
         self.bus[k.LOAD_MAX_DISCHARGE_A] = np.inf
         self.bus[k.LOAD_MAX_REGEN_A] = np.inf
         self.power_paths = [PowerPath(s.power_path, s.cable_resistance_ohm) for s in layout.strings]
@@ -104,6 +104,8 @@ class SystemPlant:
     def _initial_cell_state(self, initial: InitialState, ambient_temp_c: float) -> np.ndarray:
         cs = np.zeros((self.layout.cell_count, k.N_CELL_STATE)).T
         cs[k.SOC] = np.clip(initial.soc_pct / 100.0 + self.spread.soc_offset, 0.0, 1.0)
+        for cell, soc_pct in initial.cell_soc_pct.items():
+            cs[k.SOC, cell] = soc_pct / 100.0
         cs[k.TEMP] = ambient_temp_c if initial.temp_c is None else initial.temp_c
         cs[k.TEMP_MIN_SEEN] = cs[k.TEMP]
         cs[k.TEMP_MAX_SEEN] = cs[k.TEMP]

@@ -46,9 +46,13 @@ def plot_overview(pack, title: str, path: Path) -> None:
         ("cell temperature [°C]", ["cell_temp_min_c", "cell_temp_mean_c", "cell_temp_max_c"]),
         ("state of charge [%]", ["soc_min_pct", "soc_mean_pct", "soc_max_pct"]),
     ]
+    if "bms_soc_pct" in pack:
+        panels[-1][1].append("bms_soc_pct")
     for axis, (label, columns) in zip(axes, panels, strict=True):
         for column in columns:
-            axis.plot(hours, pack[column], label=column.split("_")[-2], linewidth=0.8)
+            name = "BMS estimate" if column.startswith("bms_") else column.split("_")[-2]
+            style = "--" if column.startswith("bms_") else "-"
+            axis.plot(hours, pack[column], style, label=name, linewidth=0.8)
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
         if len(columns) > 1:

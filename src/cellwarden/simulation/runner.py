@@ -32,6 +32,7 @@ class RunResult:
     events: EventLog
     recorder: Recorder
     truth: GroundTruthMonitor
+    controller: Any
     wall_s: float
     summary: dict[str, Any] = field(default_factory=dict)
 
@@ -167,6 +168,7 @@ class Simulation:
             events=self.events,
             recorder=self.recorder,
             truth=self.truth,
+            controller=self.controller,
             wall_s=time.perf_counter() - started,
         )
         result.summary = summarise(result)

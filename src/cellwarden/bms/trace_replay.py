@@ -1,0 +1,154 @@
+"""Replay a recorded single-cell trace through the BMS's state-of-charge estimator.
+
+A trace is a table with the columns ``time_s, current_a, voltage_v, temp_c`` (more are kept but
+ignored): time in seconds, strictly increasing; the current in amperes, positive when it
+charges the cell, as the mean over the interval that ends at that row (a sampled current is
+fine when the sampling is fast compared with how the current changes); the cell's terminal
+voltage and its temperature at that time.
+
+The replay does what a string BMS does for each of its cells (see ``StringBms._estimate``):
+at the first row it starts the estimator from the voltage and temperature as if they were at
+rest (power-up); then for every row it steps the EKF (Coulomb counting with the row's current
+over the interval since the previous row, then the voltage correction), corrects the SoC from
+the voltage once the cell has rested ``rest_time_s`` (where the OCV curve is steep enough), and
+recognises a full cell at the end of a CV charge (voltage within ``CV_WINDOW_V`` of the upper
+maximum operating limit while charging below ``full_charge_current_c``). A BMS calibrates its
+current sensor's offset while its power path is open; a trace has no such moments, so the
+replay takes the offset as given (``current_offset_a``, default 0).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cellwarden.bms.cell_model import CellModel
+from cellwarden.bms.soc_estimator import SocEstimator
+from cellwarden.bms.string_bms import CV_WINDOW_V, MIN_OCV_SLOPE_V
+from cellwarden.model.bms import EstimationSettings
+from cellwarden.model.cell import CellSpec
+from cellwarden.model.errors import ConfigError
+
+TRACE_COLUMNS = ("time_s", "current_a", "voltage_v", "temp_c")
+DEFAULT_CURRENT_NOISE_C = 0.001  # current sensor noise the filter assumes, as a share of 1C
+
+
+def check_trace(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """The trace's required columns as floats; a clear ConfigError when they are unusable."""
+    missing = [c for c in TRACE_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ConfigError(
+            f"{source}: missing column(s) {', '.join(missing)}; a trace needs the header "
+            f"{','.join(TRACE_COLUMNS)}"
+        )
+    if len(frame) < 2:
+        raise ConfigError(f"{source}: a trace needs at least 2 rows (got {len(frame)})")
+    checked = frame.copy()
+    for column in TRACE_COLUMNS:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ConfigError(
+                f"{source}: column {column} must hold finite numbers; data row {row + 1} has "
+                f"{frame[column].iloc[row]!r}"
+            )
+        checked[column] = values.astype(float)
+    steps = np.diff(checked["time_s"].to_numpy())
+    if (steps <= 0).any():
+        row = int(np.flatnonzero(steps <= 0)[0]) + 1
+        raise ConfigError(
+            f"{source}: time_s must strictly increase; data row {row + 1} has "
+            f"{checked['time_s'].iloc[row]} after {checked['time_s'].iloc[row - 1]}"
+        )
+    return checked
+
+
+def read_trace(path: Path | str) -> pd.DataFrame:
+    """Read and check a trace CSV file (header ``time_s,current_a,voltage_v,temp_c``)."""
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, skipinitialspace=True)
+    except FileNotFoundError:
+        raise ConfigError(f"trace file not found: {path}") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path} is not a readable CSV file: {error}") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return check_trace(frame, str(path))
+
+
+def replay_trace(
+    cell: CellSpec,
+    trace: pd.DataFrame,
+    *,
+    settings: EstimationSettings | None = None,
+    current_noise_a: float | None = None,
+    current_offset_a: float = 0.0,
+    initial_soc_pct: float | None = None,
+    estimator_type: type[SocEstimator] = SocEstimator,
+) -> pd.DataFrame:
+    """Estimate the SoC at every row of a single-cell trace, as the BMS would.
+
+    ``initial_soc_pct`` replaces the power-up estimate from the first voltage (to test how the
+    filter recovers from a wrong start); the start's uncertainty stays the power-up one.
+    Returns ``time_s, soc_pct, soc_sigma_pct, full_charge, rest_correction`` (the last two flag
+    the rows where the BMS recognised a full cell or corrected the SoC after a rest).
+    ``estimator_type`` lets a study try a modified estimator in the same orchestration.
+    """
+    trace = check_trace(trace, "trace")
+    settings = settings or EstimationSettings()
+    model = CellModel(cell, parallel=1)
+    capacity_ah = model.capacity_ah
+    if current_noise_a is None:
+        current_noise_a = DEFAULT_CURRENT_NOISE_C * capacity_ah
+    estimator = estimator_type(model, 1, settings, current_noise_a)
+    time_s = trace["time_s"].to_numpy()
+    current_a = trace["current_a"].to_numpy() - current_offset_a
+    voltage_v = trace["voltage_v"].to_numpy()
+    temp_c = trace["temp_c"].to_numpy()
+    rows = time_s.size
+    soc = np.empty(rows)
+    sigma = np.empty(rows)
+    full_flags = np.zeros(rows, dtype=bool)
+    rest_flags = np.zeros(rows, dtype=bool)
+
+    rest_a = settings.rest_current_c * capacity_ah
+    taper_a = settings.full_charge_current_c * capacity_ah
+    upper_v = cell.effective_limits.cell_voltage_v.upper.mol
+    rest_s, rest_corrected, full_marked = 0.0, False, False
+
+    estimator.start(voltage_v[:1], temp_c[:1])
+    if initial_soc_pct is not None:
+        estimator.soc[:] = initial_soc_pct / 100.0
+    soc[0], sigma[0] = estimator.soc[0], estimator.soc_sigma[0]
+    for i in range(1, rows):
+        dt_s = time_s[i] - time_s[i - 1]
+        current = current_a[i]
+        cell_v = voltage_v[i : i + 1]
+        temp = temp_c[i : i + 1]
+        point = model.at(estimator.soc, temp, estimator.hyst)
+        estimator.step(dt_s, current, current, cell_v, point)
+        rest_s = rest_s + dt_s if abs(current) < rest_a else 0.0
+        if rest_s >= settings.rest_time_s and not rest_corrected:
+            rest_flags[i] = bool(estimator.correct_at_rest(cell_v, temp, MIN_OCV_SLOPE_V)[0])
+            rest_corrected = True
+        elif rest_s == 0.0:
+            rest_corrected = False
+        at_limit = cell_v[0] >= upper_v - CV_WINDOW_V
+        if at_limit and 0.0 < current < taper_a and not full_marked:
+            estimator.mark_full(np.array([True]))
+            full_flags[i] = full_marked = True
+        elif current < -taper_a:
+            full_marked = False
+        soc[i], sigma[i] = estimator.soc[0], estimator.soc_sigma[0]
+    return pd.DataFrame(
+        {
+            "time_s": time_s,
+            "soc_pct": 100.0 * soc,
+            "soc_sigma_pct": 100.0 * sigma,
+            "full_charge": full_flags,
+            "rest_correction": rest_flags,
+        }
+    )
