@@ -4,46 +4,42 @@ from __future__ import annotations
 
 import json
 import platform
+import sys
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from bench import plant_throughput
+from bench import bms_cycle, plant_throughput
 
 RESULTS = Path(__file__).parent / "results"
+BENCHES = {
+    "plant_throughput": plant_throughput.measure,
+    "bms_cycle": bms_cycle.measure,
+}
 
 
-def main() -> None:
-    console = Console()
-    rows = plant_throughput.measure()
-    table = Table(title="plant throughput (ratio: plant cell-steps/s over bare NumPy's)")
-    for column in (
-        "system",
-        "cells",
-        "steps/s",
-        "M cell-steps/s",
-        "NumPy M cell-steps/s",
-        "ratio",
-        "state B/cell",
-    ):
+def _table(title: str, rows: list[dict]) -> Table:
+    table = Table(title=title)
+    for column in rows[0]:
         table.add_column(column, justify="right")
     for row in rows:
-        table.add_row(
-            str(row["system"]),
-            f"{row['cells']}",
-            f"{row['plant_steps_per_s']:,.0f}",
-            f"{row['plant_cell_steps_per_s'] / 1e6:.1f}",
-            f"{row['baseline_cell_steps_per_s'] / 1e6:.1f}",
-            f"{row['ratio_to_numpy']:.2f}",
-            f"{row['state_bytes_per_cell']:.0f}",
-        )
-    console.print(table)
+        table.add_row(*(f"{v:,.3g}" if isinstance(v, float) else str(v) for v in row.values()))
+    return table
+
+
+def main(names: list[str]) -> None:
+    console = Console()
     RESULTS.mkdir(exist_ok=True)
-    report = {"machine": platform.platform(), "plant_throughput": rows}
-    (RESULTS / "plant_throughput.json").write_text(json.dumps(report, indent=2))
-    console.print(f"results written to {RESULTS / 'plant_throughput.json'}")
+    for name, measure in BENCHES.items():
+        if names and name not in names:
+            continue
+        rows = measure()
+        console.print(_table(name, rows))
+        report = {"machine": platform.platform(), "rows": rows}
+        (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2))
+    console.print(f"results written to {RESULTS}/")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

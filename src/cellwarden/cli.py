@@ -110,6 +110,49 @@ def simulate(
 
 
 @app.command()
+def protection(
+    scenario: Annotated[str, typer.Argument(help="A built-in scenario name or a TOML file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rules as JSON.")] = False,
+) -> None:
+    """Show the protection and diagnosis table of a scenario's first string."""
+    from cellwarden.bms.protection_table import build_table
+    from cellwarden.simulation.catalogue import resolve_scenario
+
+    try:
+        spec = resolve_scenario(scenario)
+    except ConfigError as error:
+        raise _fail(error) from None
+    pack = spec.system.strings[0].pack
+    rules = build_table(pack.cell, pack.parallel, spec.bms)
+    rows = [
+        {
+            "code": r.code,
+            "name": r.name,
+            "quantity": r.quantity,
+            "trips": f"{'>' if r.above else '<'} {r.threshold:.4g}",
+            "hysteresis": r.hysteresis,
+            "debounce_s": r.debounce_s,
+            "recovery": r.recovery.value
+            + (f" after {r.recovery_s:g} s" if r.recovery.value == "auto" else "")
+            + (f" while {r.released_by}" if r.released_by else ""),
+            "action": r.action.name.lower(),
+            "task": r.task.value,
+            "armed_by": r.armed_by or "",
+        }
+        for r in rules
+    ]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"protection table of {spec.name}")
+    for column in rows[0]:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    console.print(table)
+
+
+@app.command()
 def campaign(
     scenarios: Annotated[
         list[str] | None,

@@ -19,7 +19,8 @@ What the fit does (traces as described in ``trace_replay``; positive current cha
    and refined (tau1 within 0.5–200 s, tau2 within 30 s – 5000 s and at least three times
    tau1, both resistances non-negative).
    The OCV's change between the rests (the pulses move a little charge) follows the slope of
-   a first OCV curve from the slow trace. A level whose fit fails or ends on a bound, or that
+   a first OCV curve from the slow trace; the rests after a charge pulse get an OCV offset of
+   their own (a hysteresis shift that never relaxes would otherwise pass for a slow RC pair). A level whose fit fails or ends on a bound, or that
    has no long rest before its pulses (the first, at full), takes its neighbours' values
    (interpolated in SoC); with no usable level at all, the ratios of a built-in template cell
    are used.
@@ -387,10 +388,18 @@ def _fit_level(tr: _Trace, first: int, last: int, previous, capacity_ah: float, 
     if rows.size < 10 or segments.size == 0:
         return None
     y = tr.v[rows] - slope_v * (tr.soc[rows] - tr.soc[first - 1])
+    # rests after a charge pulse get an OCV offset of their own: where the OCV has hysteresis
+    # the pulse moves it towards the charge branch, a shift that does not relax
+    active = np.flatnonzero(~tr.rest[: last + 1])
+    before = np.searchsorted(active, rows) - 1
+    after_charge = (before >= 0) & (tr.i[active[np.maximum(before, 0)]] > 0)
+    fixed = np.column_stack([np.ones(rows.size), after_charge.astype(float)])
+    if not after_charge.any() or after_charge.all():
+        fixed = fixed[:, :1]
     return {
         "t": tr.t[rows],
         "y": y - y.mean(),
-        "fixed": np.ones((rows.size, 1)),
+        "fixed": fixed,
         "segments": segments,
         "rest_before": rest_before,
     }

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from cellwarden.bms.protection import ProtectionStatus
 from cellwarden.model.cell import CellSpec
 
@@ -32,7 +30,7 @@ def _ramp(value: float, zero_at: float, full_at: float) -> float:
     """0 at ``zero_at``, 1 at ``full_at``, linear between (either direction)."""
     if zero_at == full_at:
         return 1.0 if value >= full_at else 0.0
-    return float(np.clip((value - zero_at) / (full_at - zero_at), 0.0, 1.0))
+    return min(1.0, max(0.0, (value - zero_at) / (full_at - zero_at)))
 
 
 class LimitCalculator:

@@ -18,14 +18,26 @@ class CellTemperatures:
     sensor_ok: np.ndarray
 
 
-def cell_temperatures(sample: TemperatureSample, sensor_cells: np.ndarray, cell_count: int):
-    """Each cell's temperature from the nearest sensor that is neither open nor shorted."""
-    ok = ~(sample.open_circuit | sample.short_circuit)
-    if not ok.any():
-        return CellTemperatures(np.full(cell_count, np.nan), ok)
-    working = sensor_cells[ok]
-    nearest = np.abs(np.arange(cell_count)[:, None] - working[None, :]).argmin(axis=1)
-    return CellTemperatures(sample.temp_c[ok][nearest], ok)
+class TemperatureMap:
+    """Spreads sensor readings onto cells: each cell takes its nearest working sensor."""
+
+    def __init__(self, sensor_cells: np.ndarray, cell_count: int) -> None:
+        self.sensor_cells = sensor_cells
+        self.cell_count = cell_count
+        self._ok: np.ndarray | None = None
+        self._nearest = np.zeros(cell_count, dtype=np.int64)
+
+    def apply(self, sample: TemperatureSample) -> CellTemperatures:
+        ok = ~(sample.open_circuit | sample.short_circuit)
+        if not ok.any():
+            return CellTemperatures(np.full(self.cell_count, np.nan), ok)
+        if self._ok is None or not np.array_equal(ok, self._ok):
+            working = np.flatnonzero(ok)
+            cells = np.arange(self.cell_count)[:, None]
+            distance = np.abs(cells - self.sensor_cells[working][None, :])
+            self._nearest = working[distance.argmin(axis=1)]
+            self._ok = ok
+        return CellTemperatures(sample.temp_c[self._nearest], ok)
 
 
 class FrozenValueDetector:

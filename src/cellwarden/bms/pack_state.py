@@ -21,7 +21,7 @@ class PackSoc:
     @staticmethod
     def target(soc_min: float, soc_max: float) -> float:
         spread = min(max(soc_max - soc_min, 0.0), 0.99)
-        return float(np.clip(soc_min / (1.0 - spread), 0.0, 1.0))
+        return min(1.0, max(0.0, soc_min / (1.0 - spread)))
 
     def update(self, dt_s: float, soc: np.ndarray, current_a: float, capacity_ah: float) -> float:
         target = self.target(float(soc.min()), float(soc.max()))
@@ -31,5 +31,6 @@ class PackSoc:
         counted = current_a * dt_s / (3600.0 * capacity_ah)
         moved = self.soc + counted
         allowance = SLEW_PER_S * dt_s + abs(counted)
-        self.soc = float(np.clip(moved + np.clip(target - moved, -allowance, allowance), 0.0, 1.0))
+        step = min(allowance, max(-allowance, target - moved))
+        self.soc = min(1.0, max(0.0, moved + step))
         return self.soc

@@ -109,8 +109,9 @@ class PowerPathSequencer:
 
     def _precharge(self, now_s: float, inputs: PathInputs) -> None:
         s = self.settings
+        # the link is charged when it is close to the pack, or above it (a charger holds it up)
         window_v = s.precharge_done_pct / 100.0 * inputs.pack_voltage_v
-        charged = abs(inputs.pack_voltage_v - inputs.link_voltage_v) <= window_v
+        charged = inputs.link_voltage_v >= inputs.pack_voltage_v - window_v
         if charged and abs(inputs.current_a) <= self.precharge_current_a:
             self._send(
                 PathCommand(

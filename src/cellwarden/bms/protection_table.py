@@ -38,6 +38,7 @@ VOLTAGE_DEBOUNCE_S = 0.2
 CURRENT_DEBOUNCE_S = 0.1
 TEMPERATURE_DEBOUNCE_S = 1.0
 PLAUSIBILITY_DEBOUNCE_S = 0.1
+SUM_CHECK_DEBOUNCE_S = 0.3  # three cell-monitor conversions
 FLAG = 0.5  # flags are 0 or 1
 
 
@@ -342,7 +343,7 @@ def build_table(cell: CellSpec, parallel: int, settings: BmsSettings) -> list[Ru
             "pack voltage implausible (sum of cells)",
             PACK_SUM_ERROR_PCT,
             diag.pack_sum_tolerance_pct,
-            debounce_s=PLAUSIBILITY_DEBOUNCE_S + 0.2,
+            debounce_s=SUM_CHECK_DEBOUNCE_S,
             recovery=Recovery.LATCH,
             action=Action.OPEN,
         ),

@@ -19,7 +19,7 @@ from cellwarden.bms.counters import StressCounters
 from cellwarden.bms.event_log import BmsEventLog
 from cellwarden.bms.health import CapacityEstimator, ResistanceEstimator
 from cellwarden.bms.limits import LimitCalculator, Limits
-from cellwarden.bms.measurement import Plausibility, cell_temperatures
+from cellwarden.bms.measurement import Plausibility, TemperatureMap
 from cellwarden.bms.pack_state import PackSoc
 from cellwarden.bms.power_path import PathInputs, PathState, PowerPathSequencer
 from cellwarden.bms.power_prediction import HORIZONS_S, current_limits
@@ -40,6 +40,7 @@ OFFSET_GAIN = 0.01  # weight of each zero-current sample in the current-offset c
 RESISTANCE_BOUND_FACTOR = 20.0  # x nominal R0: the most a current step can move a cell
 MIN_OCV_SLOPE_V = 0.5  # V per unit SoC: where rest voltages pin SoC down
 CV_WINDOW_V = 0.03  # within this of the charge limit a cell counts as in CV
+POWER_PREDICTION_PERIOD_S = 1.0  # state of power is refreshed this often
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ class StringBms:
         nominal_r0 = float(self.model.at(np.array([0.5]), np.array([25.0])).r0_ohm[0])
         self.plausibility = Plausibility(settings.diagnosis, RESISTANCE_BOUND_FACTOR * nominal_r0)
         self.pack_soc = PackSoc()
+        self._temperature_map = TemperatureMap(monitor.sensor_cells, config.series)
         self.wanted_on = True  # the user (key switch, inverter) wants the pack connected
         self.current_a = 0.0
         self.current_offset_a = 0.0
@@ -145,6 +147,7 @@ class StringBms:
         self.limits = self.limiter.compute(0.0, 99.0, 25.0, 25.0, self._status())
         self.power_limits_a: dict[str, tuple[float, float]] = {}
         self._energy_wh = 0.0
+        self._power_limits_at_s = -np.inf
         self._published_charge_a = 0.0
         self.state: BmsState | None = None
 
@@ -215,7 +218,7 @@ class StringBms:
         voltages = self.monitor.sample_voltages(now_s)
         self._voltages = voltages
         temps = self.monitor.sample_temperatures(now_s)
-        mapped = cell_temperatures(temps, self.monitor.sensor_cells, self.config.series)
+        mapped = self._temperature_map.apply(temps)
         self._cell_temp_c = np.where(
             np.isnan(mapped.cell_temp_c), self._cell_temp_c, mapped.cell_temp_c
         )
@@ -319,6 +322,9 @@ class StringBms:
         self._energy_wh = float(point.energy_wh.sum())
         if valid.all():
             self.resistance.observe(cell_v, self.current_a, point.r0_ohm)
+        if self._last_main_s - self._power_limits_at_s < POWER_PREDICTION_PERIOD_S:
+            return
+        self._power_limits_at_s = self._last_main_s
         volts = self.config.cell.effective_limits.cell_voltage_v
         self.power_limits_a = {
             f"{horizon:g}s": current_limits(

@@ -316,6 +316,33 @@ def _over_current_judge(result: RunResult, scenario: Scenario) -> Verdict:
     )
 
 
+def _charge_overcurrent_prepare(scenario: Scenario, data: dict[str, Any]) -> None:
+    facts = PackFacts.of(scenario)
+    data["initial"] = {"soc_pct": 30.0}
+    _broken_charger(data, facts, facts.upper_mol_v)
+    data["charger"]["max_current_a"] = 1.3 * facts.charge_mol_a
+    _steps(
+        data,
+        (DutyMode.REST, 0.0, 5.0),
+        (DutyMode.CHARGE, 1.3 * facts.charge_mol_a, 120.0),
+        ignores=False,
+    )
+
+
+def _charge_overcurrent_judge(result: RunResult, scenario: Scenario) -> Verdict:
+    facts = PackFacts.of(scenario)
+    times, event = _event_check(result, ("B1202", "B1203", "B1204"), 8.0)
+    stopped_at = times[0] if times else 120.0
+    late, _ = _charge_after(result, stopped_at + 1.0)
+    return _verdict(
+        [
+            _msl_ok(result, VOLTAGE_REACTION_S),
+            event,
+            (late <= 0.002 * facts.capacity_ah, f"{late:.4f} Ah charged after the stop"),
+        ]
+    )
+
+
 def _overheat_prepare(scenario: Scenario, data: dict[str, Any]) -> None:
     facts = PackFacts.of(scenario)
     hot_c = facts.charge_temp_upper_mol_c + 5.0
@@ -454,6 +481,8 @@ STANDALONE_TESTS: tuple[CampaignTest, ...] = (
                  60.0, _external_short_judge),
     CampaignTest("over-current in discharge", "UL 2271 §26, UL 1973 §18", _over_current_prepare,
                  390.0, _over_current_judge),
+    CampaignTest("charge over-current", "IEC 62619 8.2.3, UL 2271 §24",
+                 _charge_overcurrent_prepare, 120.0, _charge_overcurrent_judge),
     CampaignTest("overtemperature while charging", "IEC 62619 8.2.4", _overheat_prepare, 600.0,
                  _overheat_judge),
     CampaignTest("charging below freezing", "IEC 62619 §8.1, UL 2271", _freezing_prepare, 310.0,
