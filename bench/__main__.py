@@ -10,12 +10,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import bms_cycle, plant_throughput
+from bench import bms_cycle, health_accuracy, plant_throughput, soc_accuracy
 
 RESULTS = Path(__file__).parent / "results"
 BENCHES = {
     "plant_throughput": plant_throughput.measure,
     "bms_cycle": bms_cycle.measure,
+    "soc_accuracy": soc_accuracy.measure,
+    "health_accuracy": health_accuracy.measure,
 }
 
 

@@ -18,7 +18,8 @@ them. Validation traces are then replayed through the BMS's estimator
   blocks of 0.2-0.5C, rests, partial recharges). Reported from the first full-charge
   recognition on: RMSE and max error, and the true SoC at that moment.
 
-``measure()`` returns one dict per row; ``python -m bench`` prints and stores them.
+``measure()`` returns one dict per row, all with the keys ``COLUMNS`` (NaN where a figure does
+not apply); ``python -m bench`` prints and stores them. It takes about three minutes.
 """
 
 from __future__ import annotations
@@ -57,6 +58,22 @@ def characterise(cell_name: str, seed: int, recharge: bool):
     slow = cell_bench.slow_discharge_test(spec, seed=seed + 1, recharge=recharge)
     result = identify(pulse, slow, spec.capacity_ah, name=f"{cell_name}-identified")
     return result.cell, time.perf_counter() - started
+
+
+COLUMNS = (
+    "chemistry", "profile", "model", "start", "rmse_pct", "max_pct", "rmse_after_10min_pct",
+    "max_after_10min_pct", "back_within_2pct_s", "full_charge_at_s", "true_soc_at_full_pct",
+    "end_error_pct", "replay_s",
+)  # fmt: skip
+NAN = float("nan")
+
+
+def _row(**values: float | str) -> dict[str, float | str]:
+    """A result row with every column (NaN where it does not apply)."""
+    unknown = set(values) - set(COLUMNS)
+    if unknown:
+        raise KeyError(f"not a result column: {sorted(unknown)}")
+    return {column: values.get(column, NAN) for column in COLUMNS}
 
 
 def error_metrics(estimate: pd.DataFrame, trace: pd.DataFrame) -> dict[str, float]:
@@ -98,14 +115,14 @@ def _nmc_rows(model_name: str, cell, trace: pd.DataFrame, seed: int) -> list[dic
         began = time.perf_counter()
         estimate = replay_trace(cell, replayed, initial_soc_pct=initial)
         rows.append(
-            {
-                "chemistry": "NMC",
-                "profile": f"drive cycle seed {seed} ({replayed['time_s'].iloc[-1] / 3600:.1f} h)",
-                "model": model_name,
-                "start": start,
+            _row(
+                chemistry="NMC",
+                profile=f"drive cycle seed {seed} ({replayed['time_s'].iloc[-1] / 3600:.1f} h)",
+                model=model_name,
+                start=start,
                 **error_metrics(estimate, replayed),
-                "replay_s": time.perf_counter() - began,
-            }
+                replay_s=time.perf_counter() - began,
+            )
         )
     return rows
 
@@ -116,18 +133,18 @@ def _lfp_row(model_name: str, cell, trace: pd.DataFrame, **replay_options) -> di
     full = np.flatnonzero(estimate["full_charge"].to_numpy())
     first = int(full[0]) if full.size else 0
     error = estimate["soc_pct"].to_numpy()[first:] - trace["true_soc_pct"].to_numpy()[first:]
-    return {
-        "chemistry": "LFP",
-        "profile": "storage day (24 h)",
-        "model": model_name,
-        "start": "power-up",
-        "full_charge_at_s": float(trace["time_s"].iloc[first]) if full.size else float("nan"),
-        "true_soc_at_full_pct": float(trace["true_soc_pct"].iloc[first]),
-        "rmse_pct": float(np.sqrt(np.mean(error**2))),
-        "max_pct": float(np.max(np.abs(error))),
-        "end_error_pct": float(error[-1]),
-        "replay_s": time.perf_counter() - began,
-    }
+    return _row(
+        chemistry="LFP",
+        profile="storage day (24 h)",
+        model=model_name,
+        start="power-up",
+        rmse_pct=float(np.sqrt(np.mean(error**2))),
+        max_pct=float(np.max(np.abs(error))),
+        full_charge_at_s=float(trace["time_s"].iloc[first]) if full.size else NAN,
+        true_soc_at_full_pct=float(trace["true_soc_pct"].iloc[first]),
+        end_error_pct=float(error[-1]),
+        replay_s=time.perf_counter() - began,
+    )
 
 
 class AboveFullEstimator(SocEstimator):
@@ -194,9 +211,9 @@ def main() -> None:  # pragma: no cover - manual run
     console = Console()
     rows = measure()
     for chemistry in ("NMC", "LFP"):
-        table = Table(title=f"SoC accuracy, {chemistry} (target: {TARGETS[chemistry]})")
         chosen = [r for r in rows if r["chemistry"] == chemistry]
-        columns = [k for k in chosen[0] if k != "chemistry"]
+        columns = [c for c in COLUMNS[1:] if any(r[c] == r[c] for r in chosen)]  # not all NaN
+        table = Table(title=f"SoC accuracy, {chemistry} (target: {TARGETS[chemistry]})")
         for column in columns:
             table.add_column(column, justify="right")
         for row in chosen:

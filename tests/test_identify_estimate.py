@@ -124,6 +124,25 @@ def test_single_temperature_tables_hold_one_row(nmc_bench):
     assert not any("guessed" in note for note in result.notes)
 
 
+def test_lfp_hysteresis_is_identified_from_a_slow_charge():
+    """A C/20 recharge after the discharge shows the LFP charge branch ~18 mV higher."""
+    nominal = load_cell("lfp-prismatic-100ah")
+    pulse = cell_bench.pulse_test(nominal, seed=21, step_rest_s=1800.0)
+    slow = cell_bench.slow_discharge_test(nominal, seed=22, recharge=True)
+    result = identify(pulse, slow, 100.0)
+    assert result.base_chemistry == "LFP" and result.hysteresis
+    chem = result.cell.chemistry
+    assert chem.hysteresis_rate == nominal.chemistry.hysteresis_rate
+    soc = np.linspace(0.15, 0.85, 57)
+    for identified, truth in ((chem.ocv_v, nominal.chemistry.ocv_v),
+                              (chem.ocv_charge_v, nominal.chemistry.ocv_charge_v)):  # fmt: skip
+        error = identified.lookup(soc, 25.0) - truth.lookup(soc, 25.0)
+        assert np.max(np.abs(error)) < 0.004
+    for level in result.levels:
+        r0 = _true_parameter(nominal, "r0_ohm", level.soc, level.temp_c)
+        assert level.r0_ohm == pytest.approx(r0, rel=0.10)
+
+
 def test_toml_writer_round_trips():
     data = {"a": 1.5, "b": 'x"y', "t": {"soc_points": [0.0, 1.0], "values": [[1.0, 2.0]]}}
     assert tomllib.loads(to_toml(data)) == data

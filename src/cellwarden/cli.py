@@ -263,7 +263,8 @@ def identify(
         table.add_row(
             f"{100 * level.soc:.1f}", f"{1000 * level.r0_ohm:.3f}", f"{1000 * level.r1_ohm:.3f}",
             f"{level.tau1_s:.1f}", f"{1000 * level.r2_ohm:.3f}", f"{level.tau2_s:.0f}",
-            f"{level.rms_mv:.2f}" + (" *" if level.filled else ""),
+            (f"{level.rms_mv:.2f}" if level.rms_mv == level.rms_mv else "-")
+            + (" *" if level.filled else ""),
         )  # fmt: skip
     console.print(table)
     for note in result.notes:

@@ -20,10 +20,10 @@ What the fit does (traces as described in ``trace_replay``; positive current cha
    tau1, both resistances non-negative).
    The OCV's change between the rests (the pulses move a little charge) follows the slope of
    a first OCV curve from the slow trace; the rests after a charge pulse get an OCV offset of
-   their own (a hysteresis shift that never relaxes would otherwise pass for a slow RC pair). A level whose fit fails or ends on a bound, or that
-   has no long rest before its pulses (the first, at full), takes its neighbours' values
-   (interpolated in SoC); with no usable level at all, the ratios of a built-in template cell
-   are used.
+   their own (a hysteresis shift that never relaxes would otherwise pass for a slow RC
+   pair). A level whose fit fails or ends on a bound, or that has no long rest before its
+   pulses (the first, at full), takes its neighbours' values (interpolated in SoC); with no
+   usable level at all, the ratios of a built-in template cell are used.
 5. OCV from the slow trace: the terminal voltage less R0·I and the two RC voltages simulated
    with the identified parameters along the trace (exact for the two-RC model; at C/20 this
    is close to V + |I|·(R0 + R1 + R2) once the RC pairs have settled), smoothed by local
@@ -377,7 +377,7 @@ def _fit_level(tr: _Trace, first: int, last: int, previous, capacity_ah: float, 
     unit SoC), and the current history; None if too few rows."""
     if previous is not None:
         data_first = previous[1] + 1
-        rest_before = float(tr.t[first - 1] - tr.t[previous[1]])
+        rest_before = float(tr.t[max(first - 1, 0)] - tr.t[previous[1]])
     else:  # no step before: the last minute before the first pulse
         data_first = int(np.searchsorted(tr.t, tr.t[first] - 60.0))
         rest_before = 0.0
@@ -387,7 +387,7 @@ def _fit_level(tr: _Trace, first: int, last: int, previous, capacity_ah: float, 
     segments = _segments(tr, history_first, last, capacity_ah)
     if rows.size < 10 or segments.size == 0:
         return None
-    y = tr.v[rows] - slope_v * (tr.soc[rows] - tr.soc[first - 1])
+    y = tr.v[rows] - slope_v * (tr.soc[rows] - tr.soc[max(first - 1, 0)])
     # rests after a charge pulse get an OCV offset of their own: where the OCV has hysteresis
     # the pulse moves it towards the charge branch, a shift that does not relax
     active = np.flatnonzero(~tr.rest[: last + 1])
@@ -413,12 +413,13 @@ def analyse_pulses(tr: _Trace, capacity_ah: float, ocv_slope) -> list[LevelFit]:
     """
     fits: list[LevelFit] = []
     for first, last, previous in _levels(tr):
+        before = max(first - 1, 0)
         level = LevelFit(
-            soc=float(tr.soc[first - 1]),
+            soc=float(tr.soc[before]),
             temp_c=float(np.mean(tr.temp[first : last + 1])),
             r0_ohm=_edge_resistance(tr, first, last, capacity_ah),
         )
-        slope = float(ocv_slope(tr.soc[first - 1]))
+        slope = float(ocv_slope(tr.soc[before]))
         problem = _fit_level(tr, first, last, previous, capacity_ah, slope)
         if problem is not None and problem["rest_before"] >= SLOW_FIT_MIN_REST_S:
             result = _fit_two_rc(

@@ -143,25 +143,27 @@ class ProtectionEngine:
                     now_s if state.inside_since_s is None else state.inside_since_s
                 )
                 if now_s - state.inside_since_s >= rule.recovery_s - 1e-9:
-                    state.active = False
-                    state.beyond_since_s = None
-                    self._status = None
-                    self.log.clear(now_s, rule, value)
+                    self._clear(now_s, rule, value)
             else:
                 state.inside_since_s = None
 
     def reset_latches(self, now_s: float) -> list[str]:
         """Clear latched (not locked) rules, as a service tool would; returns their codes."""
-        cleared = []
-        for rule in self.rules:
-            state = self._states[rule.code]
-            if state.active and rule.recovery is Recovery.LATCH:
-                state.active = False
-                state.beyond_since_s = None
-                self._status = None
-                self.log.clear(now_s, rule, float("nan"))
-                cleared.append(rule.code)
-        return cleared
+        latched = [
+            rule
+            for rule in self.rules
+            if self._states[rule.code].active and rule.recovery is Recovery.LATCH
+        ]
+        for rule in latched:
+            self._clear(now_s, rule, float("nan"))
+        return [rule.code for rule in latched]
+
+    def _clear(self, now_s: float, rule: Rule, value: float) -> None:
+        state = self._states[rule.code]
+        state.active = False
+        state.beyond_since_s = None
+        self._status = None
+        self.log.clear(now_s, rule, value)
 
     def is_active(self, code: str) -> bool:
         return self._states[code].active

@@ -24,6 +24,7 @@ from cellwarden.bms.pack_state import PackSoc
 from cellwarden.bms.power_path import PathInputs, PathState, PowerPathSequencer
 from cellwarden.bms.power_prediction import HORIZONS_S, current_limits
 from cellwarden.bms.protection import ProtectionEngine, ProtectionStatus, Task
+from cellwarden.bms.recalibration import Recalibration
 from cellwarden.bms.soc_estimator import SocEstimator
 from cellwarden.hardware.interfaces import (
     CellMonitor,
@@ -38,8 +39,6 @@ from cellwarden.model.cell import CellSpec
 
 OFFSET_GAIN = 0.01  # weight of each zero-current sample in the current-offset calibration
 RESISTANCE_BOUND_FACTOR = 20.0  # x nominal R0: the most a current step can move a cell
-MIN_OCV_SLOPE_V = 0.5  # V per unit SoC: where rest voltages pin SoC down
-CV_WINDOW_V = 0.03  # within this of the charge limit a cell counts as in CV
 POWER_PREDICTION_PERIOD_S = 1.0  # state of power is refreshed this often
 
 
@@ -108,6 +107,9 @@ class StringBms:
         )
         self.path = PowerPathSequencer(power_path, settings.power_path, capacity_ah, self.log)
         self.estimator = SocEstimator(self.model, n, settings.estimation, config.current_noise_a)
+        self.recalibration = Recalibration(
+            self.estimator, settings.estimation, capacity_ah, limits.cell_voltage_v.upper.mol
+        )
         self.capacity = CapacityEstimator(self.model, n)
         self.resistance = ResistanceEstimator(self.model, n)
         self.limiter = LimitCalculator(config.cell, n, config.parallel, config.path_max_current_a)
@@ -141,9 +143,6 @@ class StringBms:
              q.CELL_V_INVALID, q.CHARGING, q.DISCHARGING], 0.0,
         )  # fmt: skip
         self._last_open_wire_s = -np.inf
-        self._rest_s = 0.0
-        self._rest_corrected = False
-        self._full_marked = False
         self.limits = self.limiter.compute(0.0, 99.0, 25.0, 25.0, self._status())
         self.power_limits_a: dict[str, tuple[float, float]] = {}
         self._energy_wh = 0.0
@@ -289,32 +288,14 @@ class StringBms:
         else:
             counted = (mean_current - bleed_a) * dt_s / (3600.0 * self.model.capacity_ah)
             estimator.soc = estimator.soc + counted
-        settings = self.config.settings.estimation
-        rest_a = settings.rest_current_c * self.model.capacity_ah
-        self._rest_s = self._rest_s + dt_s if abs(self.current_a) < rest_a else 0.0
-        if self._rest_s >= settings.rest_time_s and not self._rest_corrected:
-            known = estimator.correct_at_rest(cell_v, temp, MIN_OCV_SLOPE_V)
-            self.capacity.anchor(estimator.soc, self.charge_counted_ah, known)
-            self._rest_corrected = True
-            self.log.info(now_s, "EST", "SoC corrected from rest voltages", cells=int(known.sum()))
-        elif self._rest_s == 0.0:
-            self._rest_corrected = False
-        self._recognise_full_charge(now_s, cell_v, mean_current)
-
-    def _recognise_full_charge(self, now_s, cell_v, mean_current) -> None:
-        """CV charge tapering below its end current: the cells at the limit are full."""
-        settings = self.config.settings.estimation
-        upper = self.config.cell.effective_limits.cell_voltage_v.upper.mol
-        taper_a = settings.full_charge_current_c * self.model.capacity_ah
-        at_limit = cell_v >= upper - CV_WINDOW_V
-        charging_slowly = 0.0 < mean_current < taper_a
-        if at_limit.any() and charging_slowly and not self._full_marked:
-            self.estimator.mark_full(at_limit)
-            self.capacity.anchor(self.estimator.soc, self.charge_counted_ah, at_limit)
-            self._full_marked = True
-            self.log.info(now_s, "EST", "full charge recognised", cells=int(at_limit.sum()))
-        elif mean_current < -taper_a:
-            self._full_marked = False
+        done = self.recalibration.update(dt_s, self.current_a, mean_current, cell_v, temp)
+        if done.at_rest is not None:
+            self.capacity.anchor(estimator.soc, self.charge_counted_ah, done.at_rest)
+            self.log.info(now_s, "EST", "SoC corrected from rest voltages",
+                          cells=int(done.at_rest.sum()))  # fmt: skip
+        if done.full is not None:
+            self.capacity.anchor(estimator.soc, self.charge_counted_ah, done.full)
+            self.log.info(now_s, "EST", "full charge recognised", cells=int(done.full.sum()))
 
     def _assess(self, point: CellPoint, cell_v: np.ndarray, valid: np.ndarray) -> None:
         """Resistance, state of power and stored energy at the estimated state."""

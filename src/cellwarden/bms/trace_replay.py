@@ -6,15 +6,16 @@ charges the cell, as the mean over the interval that ends at that row (a sampled
 fine when the sampling is fast compared with how the current changes); the cell's terminal
 voltage and its temperature at that time.
 
-The replay does what a string BMS does for each of its cells (see ``StringBms._estimate``):
-at the first row it starts the estimator from the voltage and temperature as if they were at
-rest (power-up); then for every row it steps the EKF (Coulomb counting with the row's current
-over the interval since the previous row, then the voltage correction), corrects the SoC from
-the voltage once the cell has rested ``rest_time_s`` (where the OCV curve is steep enough), and
-recognises a full cell at the end of a CV charge (voltage within ``CV_WINDOW_V`` of the upper
-maximum operating limit while charging below ``full_charge_current_c``). A BMS calibrates its
-current sensor's offset while its power path is open; a trace has no such moments, so the
-replay takes the offset as given (``current_offset_a``, default 0).
+The replay does what a string BMS does for each of its cells (``StringBms._estimate`` with
+``bms.recalibration``): at the first row it starts the estimator from the voltage and
+temperature as if they were at rest (power-up); then for every row it steps the EKF (Coulomb
+counting with the row's current over the interval since the previous row, then the voltage
+correction), corrects the SoC from the voltage once the cell has rested ``rest_time_s`` (where
+the OCV curve is steep enough), and recognises a full cell at the end of a CV charge (voltage
+within ``CV_WINDOW_V`` of the upper maximum operating limit while charging below
+``full_charge_current_c``). A BMS calibrates its current sensor's offset while its power path is
+open; a trace has no such moments, so the replay takes the offset as given
+(``current_offset_a``, default 0).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from cellwarden.bms.cell_model import CellModel
+from cellwarden.bms.recalibration import Recalibration
 from cellwarden.bms.soc_estimator import SocEstimator
-from cellwarden.bms.string_bms import CV_WINDOW_V, MIN_OCV_SLOPE_V
 from cellwarden.model.bms import EstimationSettings
 from cellwarden.model.cell import CellSpec
 from cellwarden.model.errors import ConfigError
@@ -114,10 +115,8 @@ def replay_trace(
     full_flags = np.zeros(rows, dtype=bool)
     rest_flags = np.zeros(rows, dtype=bool)
 
-    rest_a = settings.rest_current_c * capacity_ah
-    taper_a = settings.full_charge_current_c * capacity_ah
     upper_v = cell.effective_limits.cell_voltage_v.upper.mol
-    rest_s, rest_corrected, full_marked = 0.0, False, False
+    recalibration = Recalibration(estimator, settings, capacity_ah, upper_v)
 
     estimator.start(voltage_v[:1], temp_c[:1])
     if initial_soc_pct is not None:
@@ -130,18 +129,9 @@ def replay_trace(
         temp = temp_c[i : i + 1]
         point = model.at(estimator.soc, temp, estimator.hyst)
         estimator.step(dt_s, current, current, cell_v, point)
-        rest_s = rest_s + dt_s if abs(current) < rest_a else 0.0
-        if rest_s >= settings.rest_time_s and not rest_corrected:
-            rest_flags[i] = bool(estimator.correct_at_rest(cell_v, temp, MIN_OCV_SLOPE_V)[0])
-            rest_corrected = True
-        elif rest_s == 0.0:
-            rest_corrected = False
-        at_limit = cell_v[0] >= upper_v - CV_WINDOW_V
-        if at_limit and 0.0 < current < taper_a and not full_marked:
-            estimator.mark_full(np.array([True]))
-            full_flags[i] = full_marked = True
-        elif current < -taper_a:
-            full_marked = False
+        done = recalibration.update(dt_s, current, current, cell_v, temp)
+        rest_flags[i] = done.at_rest is not None and bool(done.at_rest[0])
+        full_flags[i] = done.full is not None
         soc[i], sigma[i] = estimator.soc[0], estimator.soc_sigma[0]
     return pd.DataFrame(
         {

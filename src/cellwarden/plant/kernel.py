@@ -155,7 +155,7 @@ N_SOC_GRID = 201
 TEMP_FIRST_C = -40.0
 TEMP_STEP_C = 5.0
 N_TEMP_GRID = 26
-OVERCHARGE_SLOPE_V = 3.0  # OCV rise per unit SoC beyond full
+OVERCHARGE_SLOPE_V = 30.0  # OCV rise per unit SoC beyond full (a steep wall)
 DEEP_DISCHARGE_SLOPE_V = 10.0  # OCV fall per unit SoC below empty
 SOC_FLOOR, SOC_CEILING = -0.5, 1.5
 

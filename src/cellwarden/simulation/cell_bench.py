@@ -127,7 +127,7 @@ class CellBench:
             charger=charger,
         )
         self.plant.set_switches(0, SwitchStates(charge=True, discharge=True))
-        self.plant.advance(1.0)  # let the closed path settle (the DC link charges)
+        self.plant.advance_steps(max(1, round(1.0 / dt_s)))  # let the closed path settle
         self._t0 = self.plant.time_s
         self.sensors = sensors or SensorErrors()
         s = self.sensors
