@@ -109,10 +109,7 @@ class PowerPathSequencer:
 
     def _precharge(self, now_s: float, inputs: PathInputs) -> None:
         s = self.settings
-        # the link is charged when it is close to the pack, or above it (a charger holds it up)
-        window_v = s.precharge_done_pct / 100.0 * inputs.pack_voltage_v
-        charged = inputs.link_voltage_v >= inputs.pack_voltage_v - window_v
-        if charged and abs(inputs.current_a) <= self.precharge_current_a:
+        if self._link_charged(inputs) and abs(inputs.current_a) <= self.precharge_current_a:
             self._send(
                 PathCommand(
                     main=True, charge=inputs.charge_allowed, discharge=inputs.discharge_allowed
@@ -130,12 +127,23 @@ class PowerPathSequencer:
             else:
                 self._go(now_s, PathState.STANDBY)
 
+    def _link_charged(self, inputs: PathInputs) -> bool:
+        """The link is close to the pack voltage, or above it (a charger holds it up)."""
+        window_v = self.settings.precharge_done_pct / 100.0 * inputs.pack_voltage_v
+        return inputs.link_voltage_v >= inputs.pack_voltage_v - window_v
+
     def _normal(self, now_s: float, inputs: PathInputs) -> None:
         if not inputs.want_closed:
             self._go(now_s, PathState.OPENING)
             return
         if not self.contactors:
-            # MOSFETs switch each direction on its own
+            # MOSFETs switch each direction on its own; a link that sagged while discharge was
+            # off is precharged again before the discharge FET closes onto it
+            reopening = inputs.discharge_allowed and not self._command.discharge
+            if reopening and not self._link_charged(inputs):
+                self._send(PathCommand(precharge=True))
+                self._go(now_s, PathState.PRECHARGE)
+                return
             self._send(
                 PathCommand(
                     main=True, charge=inputs.charge_allowed, discharge=inputs.discharge_allowed

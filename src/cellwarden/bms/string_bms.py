@@ -336,7 +336,7 @@ class StringBms:
         # a charger needs a moment to follow a falling limit: judge it against the larger one
         self._published_charge_a = max(charge_a, 0.5 * (charge_a + self._published_charge_a))
         if self.load is not None:
-            self.load.publish(discharge_a, charge_a, ready)
+            self.load.publish(discharge_a, charge_a, ready and status.discharge_allowed)
         if self.charger is not None:
             if charge_a > 0.0:
                 self.charger.request(self.limits.charge_voltage_v, charge_a)

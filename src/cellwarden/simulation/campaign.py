@@ -78,8 +78,8 @@ class TestResult:
 class PackFacts:
     series: int
     capacity_ah: float
-    charge_mol_a: float
-    discharge_mol_a: float
+    charge_mol_a: float  # rated charge current: the cells' MOL, or the power path's rating
+    discharge_mol_a: float  # rated discharge current, likewise
     discharge_rsl_a: float
     upper_mol_v: float
     upper_msl_v: float
@@ -95,8 +95,12 @@ class PackFacts:
         return cls(
             series=pack.series,
             capacity_ah=amps,
-            charge_mol_a=limits.charge_current_c.upper.mol * amps,
-            discharge_mol_a=limits.discharge_current_c.upper.mol * amps,
+            charge_mol_a=min(
+                limits.charge_current_c.upper.mol * amps, string.power_path.max_current_a
+            ),
+            discharge_mol_a=min(
+                limits.discharge_current_c.upper.mol * amps, string.power_path.max_current_a
+            ),
             discharge_rsl_a=limits.discharge_current_c.upper.rsl * amps,
             upper_mol_v=limits.cell_voltage_v.upper.mol,
             upper_msl_v=limits.cell_voltage_v.upper.msl,
