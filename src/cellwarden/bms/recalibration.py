@@ -44,13 +44,13 @@ class Recalibration:
     def update(
         self,
         dt_s: float,
-        current_a: float,
         mean_current_a: float,
         cell_voltage_v: np.ndarray,
         temp_c: np.ndarray,
     ) -> Recalibrated:
         at_rest = full = None
-        self._rest_s = self._rest_s + dt_s if abs(current_a) < self.rest_a else 0.0
+        # rest is judged on the interval's mean current: single noisy samples do not break it
+        self._rest_s = self._rest_s + dt_s if abs(mean_current_a) < self.rest_a else 0.0
         if self._rest_s >= self.settings.rest_time_s and not self._rest_corrected:
             at_rest = self.estimator.correct_at_rest(cell_voltage_v, temp_c, MIN_OCV_SLOPE_V)
             self._rest_corrected = True

@@ -288,7 +288,7 @@ class StringBms:
         else:
             counted = (mean_current - bleed_a) * dt_s / (3600.0 * self.model.capacity_ah)
             estimator.soc = estimator.soc + counted
-        done = self.recalibration.update(dt_s, self.current_a, mean_current, cell_v, temp)
+        done = self.recalibration.update(dt_s, mean_current, cell_v, temp)
         if done.at_rest is not None:
             self.capacity.anchor(estimator.soc, self.charge_counted_ah, done.at_rest)
             self.log.info(now_s, "EST", "SoC corrected from rest voltages",

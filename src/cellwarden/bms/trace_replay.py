@@ -129,7 +129,7 @@ def replay_trace(
         temp = temp_c[i : i + 1]
         point = model.at(estimator.soc, temp, estimator.hyst)
         estimator.step(dt_s, current, current, cell_v, point)
-        done = recalibration.update(dt_s, current, current, cell_v, temp)
+        done = recalibration.update(dt_s, current, cell_v, temp)
         rest_flags[i] = done.at_rest is not None and bool(done.at_rest[0])
         full_flags[i] = done.full is not None
         soc[i], sigma[i] = estimator.soc[0], estimator.soc_sigma[0]
