@@ -24,7 +24,7 @@ def scenario() -> Scenario:
             "name": "health-bench",
             "sector": "bench",
             "seed": 5,
-            "duration_s": 3600.0 + REST_S + 2400.0 + REST_S,
+            "duration_s": 3600.0 + REST_S + 2400.0 + REST_S + 600.0,
             "system": {
                 "architecture": "standalone",
                 "strings": [

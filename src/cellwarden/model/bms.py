@@ -58,7 +58,7 @@ class EstimationSettings(BaseModel):
     soc_process_noise: float = Field(default=1e-7, gt=0, description="per second")
     rc_process_noise_v: float = Field(default=1e-5, gt=0, description="per second")
     initial_soc_sigma: float = Field(default=0.3, gt=0, le=1)
-    rest_current_c: float = Field(default=0.01, gt=0, le=0.5)
+    rest_current_c: float = Field(default=0.02, gt=0, le=0.5)
     rest_time_s: float = Field(default=1800.0, gt=0, description="OCV correction after rest")
     full_charge_current_c: float = Field(
         default=0.05, gt=0, le=0.5, description="CV taper current that marks a full cell"

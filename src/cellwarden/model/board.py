@@ -37,7 +37,7 @@ class CurrentSensorSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    offset_a: float = Field(default=0.05, ge=0, le=10, description="zero offset (1 sigma)")
+    offset_a: float = Field(default=0.02, ge=0, le=10, description="zero offset (1 sigma)")
     gain_error_pct: float = Field(default=0.3, ge=0, le=5, description="(1 sigma)")
     noise_a: float = Field(default=0.05, ge=0, le=10, description="white noise (1 sigma)")
     lsb_a: float = Field(default=0.01, gt=0, le=1)
