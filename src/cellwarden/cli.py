@@ -179,7 +179,13 @@ def campaign(
 
     results = []
     for scenario in chosen:
-        for test in campaign_module.tests_for(scenario):
+        applicable = campaign_module.tests_for(scenario)
+        if not applicable and not as_json:
+            error_console.print(
+                f"{scenario.name}: no campaign tests for the "
+                f"{scenario.system.architecture.value} architecture yet"
+            )
+        for test in applicable:
             if not wanted(test):
                 continue
             outcome = campaign_module.run_test(scenario, test)

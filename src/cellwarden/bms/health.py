@@ -9,7 +9,7 @@ from cellwarden.bms.cell_model import CellModel
 
 MIN_SOC_SPAN = 0.3  # two anchors must be this far apart to weigh a capacity
 MIN_STEP_C = 0.3  # current steps of at least this C-rate measure resistance
-CAPACITY_GAIN = 0.3  # weight of each new capacity measurement
+CAPACITY_GAIN = 0.3  # least weight of a new capacity measurement once several are in
 RESISTANCE_GAIN = 0.05  # weight of each new resistance measurement
 
 
@@ -23,6 +23,7 @@ class CapacityEstimator:
         self._soc = np.zeros(cell_count)
         self._charge_ah = np.zeros(cell_count)
         self._known = np.zeros(cell_count, dtype=bool)
+        self._count = np.zeros(cell_count, dtype=np.int64)
 
     def anchor(self, soc: np.ndarray, charge_ah: float, known: np.ndarray) -> None:
         """A moment where ``known`` cells' SoC is well known (rest OCV, full charge).
@@ -34,11 +35,12 @@ class CapacityEstimator:
         usable = known & self._known & (np.abs(span) >= MIN_SOC_SPAN)
         measured = (charge_ah - self._charge_ah) / np.where(usable, span, 1.0)
         plausible = usable & (measured > 0.5 * self.nominal_ah) & (measured < 1.5 * self.nominal_ah)
+        # the first measurement replaces the nominal value; later ones are averaged in
+        gain = np.where(self._count == 0, 1.0, np.maximum(CAPACITY_GAIN, 1.0 / (self._count + 1)))
         self.capacity_ah = np.where(
-            plausible,
-            (1 - CAPACITY_GAIN) * self.capacity_ah + CAPACITY_GAIN * measured,
-            self.capacity_ah,
+            plausible, (1 - gain) * self.capacity_ah + gain * measured, self.capacity_ah
         )
+        self._count += plausible
         self.measurements += int(plausible.any())
         self._soc = np.where(known, soc, self._soc)
         self._charge_ah = np.where(known, charge_ah, self._charge_ah)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from cellwarden.bms.string_bms import StringBms
+from cellwarden.model.architecture import Architecture
 from cellwarden.model.scenario import Scenario
 from cellwarden.plant import kernel as k
 from cellwarden.plant.duty import DutyMode
@@ -507,8 +508,14 @@ STANDALONE_TESTS: tuple[CampaignTest, ...] = (
 
 
 def tests_for(scenario: Scenario) -> tuple[CampaignTest, ...]:
-    """The campaign tests that apply to a scenario (the standalone list for every string BMS)."""
-    return STANDALONE_TESTS
+    """The campaign tests that apply to a scenario's architecture.
+
+    The standalone list for now; master-slave and multi-master lists (contactor sequencing,
+    slave and string faults) come with those architectures' controllers.
+    """
+    if scenario.system.architecture is Architecture.STANDALONE:
+        return STANDALONE_TESTS
+    return ()
 
 
 def run_test(scenario: Scenario, test: CampaignTest) -> TestResult:
