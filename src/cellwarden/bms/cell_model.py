@@ -14,7 +14,7 @@ import numpy as np
 from cellwarden.model.cell import CellSpec
 from cellwarden.model.tables import Table2D, UniformTable
 
-OVERCHARGE_SLOPE_V = 30.0
+OVERCHARGE_SLOPE_V = 3.0  # gentle: a steep wall here makes the filter overshoot at start-up
 DEEP_DISCHARGE_SLOPE_V = 10.0
 (OCV_DISCHARGE, OCV_CHARGE, R0, R1, TAU1, R2, TAU2, ENERGY) = range(8)
 
