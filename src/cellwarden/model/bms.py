@@ -28,9 +28,6 @@ class PowerPathSettings(BaseModel):
     open_current_c: float = Field(
         default=0.02, gt=0, le=1, description="current considered stopped, as a C-rate"
     )
-    welded_voltage_pct: float = Field(
-        default=20.0, gt=0, le=90, description="link above this share of pack after opening"
-    )
     welded_check_s: float = Field(default=1.0, gt=0, le=30)
 
 

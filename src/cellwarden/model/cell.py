@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from cellwarden.model.chemistry import CellLimits, Chemistry
 from cellwarden.model.tables import Table2D
@@ -37,6 +38,14 @@ class CellSpec(BaseModel):
     limits: CellLimits | None = Field(
         default=None, description="overrides the chemistry's limits when given"
     )
+
+    @field_validator("r0_ohm", "r1_ohm", "tau1_s", "r2_ohm", "tau2_s")
+    @classmethod
+    def _positive(cls, value: ParameterValue, info: ValidationInfo) -> ParameterValue:
+        values = value.as_array() if isinstance(value, Table2D) else [value]
+        if (np.asarray(values) <= 0).any():
+            raise ValueError(f"{info.field_name} must be positive everywhere")
+        return value
 
     @property
     def effective_limits(self) -> CellLimits:

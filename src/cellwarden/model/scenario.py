@@ -77,7 +77,7 @@ class TimingSpec(BaseModel):
 
 
 class ProfileSpec(BaseModel):
-    """A sector duty profile by name with its parameters (see docs/scenarios.md)."""
+    """A sector duty profile by name with its parameters (see docs/profiles.md)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from cellwarden.plant import kernel as k
 from cellwarden.plant.system_plant import SystemPlant
 
 PER_CELL_LIMIT = 512  # systems up to this many cells also log every cell
@@ -38,7 +39,7 @@ class Recorder:
             "time_s": plant.time_s,
             "bus_voltage_v": plant.bus_voltage_v,
             "pack_voltage_v": float(plant.string_voltage_v.max()),
-            "pack_current_a": float(string_current.sum()),
+            "pack_current_a": float(plant.bs[k.B_CURRENT].sum()),
             "load_current_a": plant.load_current_a,
             "charger_current_a": plant.charger_current_a,
             "cell_voltage_min_v": float(voltage.min()),
