@@ -31,6 +31,16 @@ def _fail(error: Exception) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def _scenario(name_or_path: str):
+    """A built-in scenario or a scenario file; a bad one ends the command with exit code 2."""
+    from cellwarden.simulation.catalogue import resolve_scenario
+
+    try:
+        return resolve_scenario(name_or_path)
+    except ConfigError as error:
+        raise _fail(error) from None
+
+
 @app.command()
 def scenarios(
     as_json: Annotated[
@@ -79,12 +89,11 @@ def simulate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
 ) -> None:
     """Run a scenario and write its time series, events, summary and plot."""
-    from cellwarden.simulation.catalogue import resolve_scenario
     from cellwarden.simulation.report import write_results
     from cellwarden.simulation.runner import Simulation
 
+    spec = _scenario(scenario)
     try:
-        spec = resolve_scenario(scenario)
         simulation = Simulation(spec, duration_s=duration)
     except ConfigError as error:
         raise _fail(error) from None
@@ -116,12 +125,8 @@ def protection(
 ) -> None:
     """Show the protection and diagnosis table of a scenario's first string."""
     from cellwarden.bms.protection_table import build_table
-    from cellwarden.simulation.catalogue import resolve_scenario
 
-    try:
-        spec = resolve_scenario(scenario)
-    except ConfigError as error:
-        raise _fail(error) from None
+    spec = _scenario(scenario)
     pack = spec.system.strings[0].pack
     rules = build_table(pack.cell, pack.parallel, spec.bms)
     rows = [
@@ -165,34 +170,23 @@ def campaign(
 ) -> None:
     """Run the certification-style test campaign against ground truth; exit 1 on any failure."""
     from cellwarden.simulation import campaign as campaign_module
-    from cellwarden.simulation.catalogue import builtin_scenarios, resolve_scenario
+    from cellwarden.simulation.catalogue import builtin_scenarios
 
-    try:
-        chosen = (
-            [resolve_scenario(name) for name in scenarios] if scenarios else builtin_scenarios()
-        )
-    except ConfigError as error:
-        raise _fail(error) from None
+    chosen = [_scenario(name) for name in scenarios] if scenarios else builtin_scenarios()
+    if not as_json:
+        for scenario in chosen:
+            if not campaign_module.tests_for(scenario):
+                error_console.print(
+                    f"{scenario.name}: no campaign tests for the "
+                    f"{scenario.system.architecture.value} architecture yet"
+                )
 
-    def wanted(test: campaign_module.CampaignTest) -> bool:
-        return not only or any(part in test.name for part in only)
+    def show(outcome: campaign_module.TestResult) -> None:
+        if not as_json:
+            mark = "[green]PASS[/]" if outcome.passed else "[bold red]FAIL[/]"
+            console.print(f"{mark} {outcome.scenario}: {outcome.test}", highlight=False)
 
-    results = []
-    for scenario in chosen:
-        applicable = campaign_module.tests_for(scenario)
-        if not applicable and not as_json:
-            error_console.print(
-                f"{scenario.name}: no campaign tests for the "
-                f"{scenario.system.architecture.value} architecture yet"
-            )
-        for test in applicable:
-            if not wanted(test):
-                continue
-            outcome = campaign_module.run_test(scenario, test)
-            results.append(outcome)
-            if not as_json:
-                mark = "[green]PASS[/]" if outcome.passed else "[bold red]FAIL[/]"
-                console.print(f"{mark} {scenario.name}: {test.name}", highlight=False)
+    results = campaign_module.run_campaign(chosen, only, show)
     passed = all(r.passed for r in results)
     if as_json:
         print(json.dumps({"passed": passed, "results": [r.as_dict() for r in results]}, indent=2))

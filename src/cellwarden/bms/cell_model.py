@@ -12,11 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from cellwarden.model.cell import CellSpec
-from cellwarden.model.tables import Table2D, UniformTable
+from cellwarden.model.tables import Table2D
 
 OVERCHARGE_SLOPE_V = 3.0  # gentle: a steep wall here makes the filter overshoot at start-up
 DEEP_DISCHARGE_SLOPE_V = 10.0
 (OCV_DISCHARGE, OCV_CHARGE, R0, R1, TAU1, R2, TAU2, ENERGY) = range(8)
+SOC_POINTS = 201  # uniform SoC grid, 0.5 % apart
+TEMP_STEP_C = 5.0  # uniform temperature grid from -40 to 85 °C
 
 
 def _scaled(cell: CellSpec, name: str) -> Table2D:
@@ -59,9 +61,8 @@ class CellModel:
         self.capacity_ah = cell.capacity_ah * parallel
         chem = cell.chemistry
         self.hysteresis_rate = chem.hysteresis_rate
-        grid = UniformTable(chem.ocv_v, temp_step_c=5.0)
-        self.soc_grid = grid.soc_grid
-        self.temp_grid_c = np.arange(-40.0, 85.1, 5.0)
+        self.soc_grid = np.linspace(0.0, 1.0, SOC_POINTS)
+        self.temp_grid_c = np.arange(-40.0, 85.1, TEMP_STEP_C)
 
         def on_grid(table: Table2D) -> np.ndarray:
             return table.resample(self.soc_grid, self.temp_grid_c)
@@ -86,7 +87,9 @@ class CellModel:
         x = np.clip(soc, 0.0, 1.0) * (n_soc - 1)
         j = np.minimum(x.astype(np.int64), n_soc - 2)
         fx = x - j
-        y = np.clip((np.asarray(temp_c, float) - self.temp_grid_c[0]) / 5.0, 0.0, n_temp - 1.0)
+        y = np.clip(
+            (np.asarray(temp_c, float) - self.temp_grid_c[0]) / TEMP_STEP_C, 0.0, n_temp - 1.0
+        )
         k = np.minimum(y.astype(np.int64), n_temp - 2)
         fy = y - k
         t = self._stack

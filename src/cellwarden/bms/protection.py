@@ -165,9 +165,6 @@ class ProtectionEngine:
         self._status = None
         self.log.clear(now_s, rule, value)
 
-    def is_active(self, code: str) -> bool:
-        return self._states[code].active
-
     def status(self) -> ProtectionStatus:
         if self._status is None:
             self._status = self._combine()

@@ -99,8 +99,6 @@ class PowerPath(Protocol):
 
     def feedback(self) -> PathFeedback: ...
 
-    def rearm_short_circuit(self) -> None: ...
-
 
 class ChargerLink(Protocol):
     """The channel the BMS uses to tell a charger its voltage and current limits."""

@@ -42,6 +42,3 @@ class SimulatedPowerPath:
             main_closed=main,
             short_circuit_tripped=self.plant.short_circuit_tripped(self.string),
         )
-
-    def rearm_short_circuit(self) -> None:
-        self.plant.reset_short_circuit_trip(self.string)

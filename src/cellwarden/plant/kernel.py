@@ -181,20 +181,6 @@ def _bilinear(stack, outer, inner, k, j, fy, fx):
 
 
 @njit(cache=True, fastmath=True)
-def ocv_lookup(tables, cell_type, soc, temp_c, hyst):
-    """OCV with hysteresis from the uniform (type, {mid, half-gap}, T, SoC) tables."""
-    k, j, fy, fx = _grid_position(soc, temp_c)
-    value = _bilinear(tables, cell_type, 0, k, j, fy, fx)
-    if hyst != 0.0:
-        value += hyst * _bilinear(tables, cell_type, 1, k, j, fy, fx)
-    if soc > 1.0:
-        value += (soc - 1.0) * OVERCHARGE_SLOPE_V
-    elif soc < 0.0:
-        value += soc * DEEP_DISCHARGE_SLOPE_V
-    return value
-
-
-@njit(cache=True, fastmath=True)
 def _linearise_ocv(tables, cell_type, soc, temp_c):
     """OCV (mid branch), its slope in SoC and the hysteresis half-gap around ``soc``.
 

@@ -217,9 +217,6 @@ class SystemPlant:
         self.bs[k.B_TRIPPED, self.layout.string_branch[string]] = 0.0
         self._sync_branches()
 
-    def set_coolant_temp(self, temp_c: float) -> None:
-        self.bus[k.COOLANT_C] = temp_c
-
     def inject(self, fault: FaultSpec) -> None:
         """Make a fault happen now."""
         if isinstance(fault, InternalShort):

@@ -68,9 +68,6 @@ class SensorErrors:
     temp_noise_c: float = 0.05
 
 
-PERFECT_SENSORS = SensorErrors(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-
-
 def resolve_cell(cell: str | CellSpec) -> CellSpec:
     """A built-in cell name, a cell TOML path or a CellSpec."""
     return cell if isinstance(cell, CellSpec) else load_cell(cell)
