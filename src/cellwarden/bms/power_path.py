@@ -1,5 +1,12 @@
 """Power-path sequencing: standby → precharge → normal, per-direction enable, ramp-down before
-opening, emergency opening, welded-switch detection and recovery."""
+opening, emergency opening, welded-switch detection and recovery.
+
+Contactors close in the order negative → precharge → positive → precharge open. With only the
+negative closed, a link that jumps towards the pack voltage means the positive is welded (the
+voltage across it is gone). A dead link that charges faster than ``precharge_min_s`` has lost
+its capacitor (or its measurement); a link that never charges sits on a short. Either fails
+the attempt; after the retries the path stays open.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,8 @@ from cellwarden.model.bms import PowerPathSettings
 
 RETRY_PAUSE_S = 1.0  # between precharge attempts
 RECLOSE_DELAY_S = 5.0  # after an opening, before closing again
+DEAD_LINK_SHARE = 0.5  # a link below this share of the pack voltage counts as discharged
+WELD_RISE_SHARE = 0.2  # with only the negative closed, a rise this large: positive welded
 
 
 class PathState(StrEnum):
@@ -58,6 +67,8 @@ class PowerPathSequencer:
         self._forbidden_since_s: float | None = None
         self.precharge_failed = False
         self.welded = False
+        self._negative_only = False  # contactors: the negative closed, checking the positive
+        self._start_link_v = 0.0
         self._command = OPEN
         driver.command(OPEN)
 
@@ -104,28 +115,57 @@ class PowerPathSequencer:
         if self._opened_at_s is not None and now_s - self._opened_at_s < pause:
             return
         self._attempts += 1
-        self._send(PathCommand(precharge=True))
+        self._start_link_v = inputs.link_voltage_v
+        self._negative_only = self.contactors
+        self._send(PathCommand(negative=True) if self.contactors else PathCommand(precharge=True))
         self._go(now_s, PathState.PRECHARGE)
 
     def _precharge(self, now_s: float, inputs: PathInputs) -> None:
-        s = self.settings
+        if self._negative_only:
+            self._negative_only = False
+            rise_v = inputs.link_voltage_v - self._start_link_v
+            if rise_v > WELD_RISE_SHARE * inputs.pack_voltage_v:
+                self.welded = True
+                self.log.info(now_s, "PATH", "link live with only the negative closed: "
+                              "positive contactor welded")  # fmt: skip
+                self._open(now_s, PathState.FAULT)
+                return
+            self._start_link_v = inputs.link_voltage_v
+            self._send(PathCommand(negative=True, precharge=True))
+            self._since_s = now_s
+            return
         if self._link_charged(inputs) and abs(inputs.current_a) <= self.precharge_current_a:
+            if self._too_fast(now_s, inputs):
+                self.log.info(now_s, "PATH", "link charged too fast: DC-link capacitor missing")
+                self._fail_attempt(now_s)
+                return
             self._send(
                 PathCommand(
-                    main=True, charge=inputs.charge_allowed, discharge=inputs.discharge_allowed
+                    negative=self.contactors,
+                    precharge=self.contactors,  # opened on the next tick, once positive is in
+                    main=True,
+                    charge=inputs.charge_allowed,
+                    discharge=inputs.discharge_allowed,
                 )
             )
             self._attempts = 0
             self._go(now_s, PathState.NORMAL)
             return
-        if now_s - self._since_s >= s.precharge_timeout_s:
-            self._send(OPEN)
-            self._opened_at_s = now_s
-            if self._attempts > s.precharge_retries:
-                self.precharge_failed = True
-                self._go(now_s, PathState.FAULT)
-            else:
-                self._go(now_s, PathState.STANDBY)
+        if now_s - self._since_s >= self.settings.precharge_timeout_s:
+            self._fail_attempt(now_s)
+
+    def _too_fast(self, now_s: float, inputs: PathInputs) -> bool:
+        was_dead = self._start_link_v < DEAD_LINK_SHARE * inputs.pack_voltage_v
+        return was_dead and now_s - self._since_s < self.settings.precharge_min_s
+
+    def _fail_attempt(self, now_s: float) -> None:
+        self._send(OPEN)
+        self._opened_at_s = now_s
+        if self._attempts > self.settings.precharge_retries:
+            self.precharge_failed = True
+            self._go(now_s, PathState.FAULT)
+        else:
+            self._go(now_s, PathState.STANDBY)
 
     def _link_charged(self, inputs: PathInputs) -> bool:
         """The link is close to the pack voltage, or above it (a charger holds it up)."""
@@ -150,6 +190,8 @@ class PowerPathSequencer:
                 )
             )
             return
+        if self._command.precharge:
+            self._send(PathCommand(negative=True, main=True))  # positive is in: precharge out
         forbidden = (inputs.current_a > self.open_current_a and not inputs.charge_allowed) or (
             inputs.current_a < -self.open_current_a and not inputs.discharge_allowed
         )

@@ -33,6 +33,7 @@ CELL_RATE_V_PER_S = "cell_rate_v_per_s"
 PRECHARGE_FAILED = "precharge_failed"
 WELDED = "welded"
 HW_SHORT_CIRCUIT = "hardware_short_circuit"
+MODULES_LOST = "monitoring_modules_lost"
 
 VOLTAGE_DEBOUNCE_S = 0.2
 CURRENT_DEBOUNCE_S = 0.1
@@ -363,6 +364,16 @@ def build_table(cell: CellSpec, parallel: int, settings: BmsSettings) -> list[Ru
             diag.cell_voltage_rate_v_per_s,
             debounce_s=PLAUSIBILITY_DEBOUNCE_S,
             recovery=Recovery.LATCH,
+            action=Action.OPEN,
+        ),
+        # communication: cells nobody monitors cannot be ruled safe
+        Rule(
+            "B1701",
+            "slave communication lost",
+            MODULES_LOST,
+            FLAG,
+            debounce_s=0.0,
+            recovery_s=5.0,
             action=Action.OPEN,
         ),
         # power path

@@ -140,7 +140,7 @@ class StringBms:
         self._quantities: dict[str, float] = dict.fromkeys(
             [q.CELL_V_MAX, q.CELL_V_MIN, q.TEMP_MAX, q.TEMP_MIN, q.IMBALANCE_V, q.OPEN_WIRE,
              q.NTC_OPEN, q.NTC_SHORT, q.PACK_SUM_ERROR_PCT, q.CELL_RATE_V_PER_S,
-             q.CELL_V_INVALID, q.CHARGING, q.DISCHARGING], 0.0,
+             q.CELL_V_INVALID, q.CHARGING, q.DISCHARGING, q.MODULES_LOST], 0.0,
         )  # fmt: skip
         self._last_open_wire_s = -np.inf
         self.limits = self.limiter.compute(0.0, 99.0, 25.0, 25.0, self._status())
@@ -176,8 +176,7 @@ class StringBms:
         quantities[q.WELDED] = float(self.path.welded)
         self.protection.evaluate(now_s, Task.FAST, quantities, lambda: self._freeze_frame(now_s))
         status = self._status()
-        voltages = self._voltages
-        pack_v = voltages.pack_voltage_v if voltages else 0.0
+        pack_v, link_v = self.monitor.stack_and_link_v(now_s)
         self.path.step(
             now_s,
             PathInputs(
@@ -186,7 +185,7 @@ class StringBms:
                 charge_allowed=status.charge_allowed,
                 discharge_allowed=status.discharge_allowed,
                 pack_voltage_v=pack_v,
-                link_voltage_v=voltages.link_voltage_v if voltages else 0.0,
+                link_voltage_v=link_v,
                 current_a=current,
             ),
         )
@@ -222,6 +221,7 @@ class StringBms:
             np.isnan(mapped.cell_temp_c), self._cell_temp_c, mapped.cell_temp_c
         )
         cell_v = voltages.cell_voltage_v
+        self._quantities[q.MODULES_LOST] = float(self.monitor.lost_modules())
         valid = self._plausible_channels(cell_v)
         if (
             not valid.all()
@@ -250,6 +250,7 @@ class StringBms:
         self.state = self._publish(now_s, voltages)
 
     def _plausible_channels(self, cell_v: np.ndarray) -> np.ndarray:
+        """Channels with data inside the measurable range (NaN, no data, is never valid)."""
         volts = self.config.cell.effective_limits.cell_voltage_v
         return (cell_v > 0.5 * volts.lower.msl) & (cell_v < volts.upper.msl + 1.0)
 
@@ -259,7 +260,8 @@ class StringBms:
         trusted = cell_v[valid] if valid.any() else cell_v
         quantities[q.CELL_V_MAX] = float(trusted.max())
         quantities[q.CELL_V_MIN] = float(trusted.min())
-        quantities[q.CELL_V_INVALID] = float(not valid.all())
+        # a channel without data (its slave is lost) is the communication rule's business
+        quantities[q.CELL_V_INVALID] = float(not (valid | np.isnan(cell_v)).all())
         quantities[q.IMBALANCE_V] = float(trusted.max() - trusted.min())
         quantities[q.TEMP_MAX] = float(self._cell_temp_c.max())
         quantities[q.TEMP_MIN] = float(self._cell_temp_c.min())
@@ -276,18 +278,24 @@ class StringBms:
     def _estimate(self, now_s, dt_s, mean_current, cell_v, valid) -> None:
         temp = self._cell_temp_c
         estimator = self.estimator
+        complete = not np.isnan(cell_v).any()  # every slave reported
         if not estimator.started:
-            estimator.start(cell_v, temp)
+            if complete:
+                estimator.start(cell_v, temp)
             return
         point = self.model.at(estimator.soc, temp, estimator.hyst)
         self._assess(point, cell_v, valid)
         # balancing bleeds some cells: their current is the string's less the bleed
-        bleed_a = self.balancer.bleed_current_a(cell_v, self.monitor.balancing_duty())
+        bleed_a = np.nan_to_num(
+            self.balancer.bleed_current_a(cell_v, self.monitor.balancing_duty())
+        )
         if valid.all():
             estimator.step(dt_s, mean_current - bleed_a, self.current_a - bleed_a, cell_v, point)
         else:
             counted = (mean_current - bleed_a) * dt_s / (3600.0 * self.model.capacity_ah)
             estimator.soc = estimator.soc + counted
+        if not complete:
+            return
         done = self.recalibration.update(dt_s, mean_current, cell_v, temp)
         if done.at_rest is not None:
             self.capacity.anchor(estimator.soc, self.charge_counted_ah, done.at_rest)
@@ -396,3 +404,39 @@ class StringBms:
             pack_voltage_v=voltages.pack_voltage_v,
             balancing_cells=int(self.balancer.mask.sum()),
         )
+
+    def apply_settings(self, settings: BmsSettings) -> None:
+        """Take new settings while running (the serial console's ``set``).
+
+        Components that read their settings object at every step get the new one, and the
+        values they derived from it at construction (currents from C-rates, the balancing
+        threshold in Ah, the balancing voltage floor, the frozen-sensor count) are recomputed.
+        The protection table and the power-up SoC doubt are fixed at construction: changes to
+        ``diagnosis`` thresholds other than ``open_wire_period_s``, ``overcurrent_curve_s`` and
+        ``frozen_current_samples``, and to ``estimation.initial_soc_sigma``, take effect only
+        when the BMS is built again.
+        """
+        from dataclasses import replace
+
+        self.config = replace(self.config, settings=settings)
+        capacity_ah = self.model.capacity_ah
+        path_settings = settings.power_path
+        self.path.settings = path_settings
+        self.path.open_current_a = path_settings.open_current_c * capacity_ah
+        self.path.precharge_current_a = path_settings.precharge_done_current_c * capacity_ah
+        estimation = settings.estimation
+        self.estimator.settings = estimation
+        self.recalibration.settings = estimation
+        self.recalibration.rest_a = estimation.rest_current_c * capacity_ah
+        self.recalibration.taper_a = estimation.full_charge_current_c * capacity_ah
+        balancing = settings.balancing
+        balancer = self.balancer
+        balancer.settings = balancing
+        balancer.min_cell_voltage_v = (
+            balancing.min_cell_voltage_v
+            if balancing.min_cell_voltage_v is not None
+            else self.config.cell.chemistry.nominal_voltage_v
+        )
+        balancer.threshold_ah = balancing.threshold_soc_pct / 100.0 * self.capacity.capacity_ah
+        self.plausibility.settings = settings.diagnosis
+        self.plausibility.current_frozen.samples = settings.diagnosis.frozen_current_samples

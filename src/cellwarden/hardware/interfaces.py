@@ -1,6 +1,7 @@
 """What a BMS can see and switch on a board. Real drivers and simulated ones implement these.
 
-Voltages are per series cell (parallel cells share one channel); temperatures are per sensor.
+Voltages are per series cell (parallel cells share one channel), NaN where a channel has no
+data (its slave is lost); temperatures are per sensor.
 Times are the injected clock's seconds. Positive current charges the battery.
 """
 
@@ -42,11 +43,13 @@ class CurrentSample:
 class PathCommand:
     """What the BMS asks of a power path.
 
-    ``precharge`` closes the precharge branch (with the negative contactor); ``main`` closes the
-    main path; ``charge`` and ``discharge`` enable each direction (a MOSFET path switches each
-    FET; a contactor path conducts both ways once closed and ignores them).
+    ``negative`` closes the negative contactor on its own (a MOSFET path has none);
+    ``precharge`` closes the precharge branch and ``main`` the main path, each with the
+    negative contactor; ``charge`` and ``discharge`` enable each direction (a MOSFET path
+    switches each FET; a contactor path conducts both ways once closed and ignores them).
     """
 
+    negative: bool = False
     precharge: bool = False
     main: bool = False
     charge: bool = True
@@ -75,14 +78,23 @@ class CellMonitor(Protocol):
 
     def sample_temperatures(self, now_s: float) -> TemperatureSample: ...
 
+    def stack_and_link_v(self, now_s: float) -> tuple[float, float]:
+        """The independent high-voltage measurement, sampled now: (stack, DC link) volts."""
+        ...
+
     def open_wire_check(self, now_s: float) -> np.ndarray:
         """True for each cell channel whose sense wire is open."""
         ...
 
     def set_balancing(self, mask: np.ndarray) -> None: ...
 
-    def balancing_duty(self) -> float:
-        """Share of time the bleed resistors are on after the board's thermal derating."""
+    def balancing_duty(self) -> float | np.ndarray:
+        """Share of time the bleed resistors are on after thermal derating (per cell, or one
+        value for the whole board)."""
+        ...
+
+    def lost_modules(self) -> int:
+        """Monitoring modules (slaves) not heard from within their timeout; 0 on one board."""
         ...
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cellwarden.model.faults import SensorDrift, SensorFault, SensorStuck
+from cellwarden.model.faults import HardwareFault, SensorDrift, SensorStuck
 
 
 class StuckAndDrift:
@@ -17,7 +17,7 @@ class StuckAndDrift:
         self._frozen: dict[int, float] = {}
 
     def apply(
-        self, faults: list[tuple[float, SensorFault]], readings: np.ndarray, now_s: float
+        self, faults: list[tuple[float, HardwareFault]], readings: np.ndarray, now_s: float
     ) -> np.ndarray:
         """Readings with every active fault of this sensor kind applied (a new array)."""
         result = readings.astype(float, copy=True)

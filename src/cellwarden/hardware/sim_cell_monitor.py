@@ -6,6 +6,7 @@ import numpy as np
 
 from cellwarden.hardware.interfaces import TemperatureSample, VoltageSample
 from cellwarden.hardware.sensor_faults import StuckAndDrift
+from cellwarden.hardware.sim_hv_measurement import SimulatedHvMeasurement
 from cellwarden.model.board import BoardSpec
 from cellwarden.model.faults import NtcFault, OpenWire
 from cellwarden.plant import kernel as k
@@ -16,33 +17,55 @@ NTC_RAIL_MARGIN_CODES = 3  # codes from either rail read as open or short
 
 
 class SimulatedCellMonitor:
-    """Cell channels with gain, offset, noise and quantisation; NTCs; open-wire test; bleeders."""
+    """Cell channels with gain, offset, noise and quantisation; NTCs; open-wire test; bleeders.
+
+    A standalone board's front end sees its whole string; a slave's sees ``cell_count`` series
+    cells from ``first_cell`` on, and its NTCs from the string's ``first_sensor`` on. Fault
+    indices (channels, wires, sensors) count along the string, so a fault lands on whichever
+    front end holds that channel.
+    """
 
     def __init__(
-        self, plant: SystemPlant, string: int, board: BoardSpec, rng: np.random.Generator
+        self,
+        plant: SystemPlant,
+        string: int,
+        board: BoardSpec,
+        rng: np.random.Generator,
+        first_cell: int = 0,
+        cell_count: int | None = None,
+        first_sensor: int = 0,
     ) -> None:
         self.plant = plant
         self.string = string
         self.spec = board
         layout = plant.layout
-        self.groups = np.flatnonzero(layout.group_string == string)
+        string_groups = np.flatnonzero(layout.group_string == string)
+        count = string_groups.size - first_cell if cell_count is None else cell_count
+        self.groups = string_groups[first_cell : first_cell + count]
+        self.first_cell = first_cell
         self.cell_count = int(self.groups.size)
         monitor = board.cell_monitor
         self.sensor_cells = np.arange(
             monitor.cells_per_temp_sensor // 2, self.cell_count, monitor.cells_per_temp_sensor
         )
         parallel = layout.strings[string].pack.parallel
-        self._sensor_plant_cells = layout.string_first_cell[string] + self.sensor_cells * parallel
+        self._sensor_plant_cells = (
+            layout.string_first_cell[string] + (first_cell + self.sensor_cells) * parallel
+        )
+        self._first_sensor = first_sensor
         self._rng = rng
         self._gain = 1.0 + rng.normal(0.0, monitor.gain_error_pct / 100.0, self.cell_count)
         self._offset_v = rng.normal(0.0, monitor.offset_v, self.cell_count)
-        self._pack_gain = 1.0 + rng.normal(0.0, monitor.pack_gain_error_pct / 100.0)
+        self.hv = SimulatedHvMeasurement(plant, self.groups, monitor.pack_gain_error_pct, rng)
         self._ntc_offset_c = rng.normal(0.0, board.ntc.tolerance_c, self.sensor_cells.size)
-        self._voltage_faults = StuckAndDrift("cell_voltage", 0, self.cell_count)
-        self._temp_faults = StuckAndDrift("cell_temperature", 0, self.sensor_cells.size)
+        self._voltage_faults = StuckAndDrift("cell_voltage", first_cell, self.cell_count)
+        self._temp_faults = StuckAndDrift(
+            "cell_temperature", self._first_sensor, self.sensor_cells.size
+        )
         self._last: VoltageSample | None = None
         self._mask = np.zeros(self.cell_count, dtype=bool)
         self._duty = 1.0
+        self.board_temp_c = float(plant.bus[k.COOLANT_C])
 
     # --- voltages ---------------------------------------------------------------------------
     def sample_voltages(self, now_s: float) -> VoltageSample:
@@ -66,17 +89,22 @@ class SimulatedCellMonitor:
         noise = self._rng.normal(0.0, monitor.noise_v, self.cell_count)
         reading = np.round((seen * self._gain + self._offset_v + noise) / monitor.adc_lsb_v)
         cells = self._voltage_faults.apply(
-            self.plant.sensor_faults, reading * monitor.adc_lsb_v, now_s
+            self.plant.hardware_faults, reading * monitor.adc_lsb_v, now_s
         )
-        pack = float(true_v.sum()) * self._pack_gain + self._rng.normal(0.0, 0.01)
-        link = self.plant.bus_voltage_v * self._pack_gain + self._rng.normal(0.0, 0.01)
+        pack, link = self.hv.measure()
         return VoltageSample(now_s, np.maximum(cells, 0.0), pack, link)
 
+    def stack_and_link_v(self, now_s: float) -> tuple[float, float]:
+        return self.hv.measure()
+
     def _open_wires(self) -> list[int]:
+        """Open wires touching this front end, numbered from its first channel."""
         return [
-            fault.wire
-            for _, fault in self.plant.sensor_faults
-            if isinstance(fault, OpenWire) and fault.string == self.string
+            fault.wire - self.first_cell
+            for _, fault in self.plant.hardware_faults
+            if isinstance(fault, OpenWire)
+            and fault.string == self.string
+            and 0 <= fault.wire - self.first_cell <= self.cell_count
         ]
 
     def open_wire_check(self, now_s: float) -> np.ndarray:
@@ -97,17 +125,18 @@ class SimulatedCellMonitor:
         resistance = ntc.r25_ohm * np.exp(ntc.beta_k * (1.0 / (true_c + KELVIN) - 1.0 / 298.15))
         full_scale = 2**ntc.adc_bits - 1
         fraction = resistance / (resistance + ntc.pullup_ohm)
-        for _, fault in self.plant.sensor_faults:
+        for _, fault in self.plant.hardware_faults:
             ours = isinstance(fault, NtcFault) and fault.string == self.string
-            if ours and fault.sensor < fraction.size:
-                fraction[fault.sensor] = 1.0 if fault.mode == "open" else 0.0
+            local = fault.sensor - self._first_sensor if ours else -1
+            if 0 <= local < fraction.size:
+                fraction[local] = 1.0 if fault.mode == "open" else 0.0
         codes = np.round(fraction * full_scale)
         open_circuit = codes >= full_scale - NTC_RAIL_MARGIN_CODES
         short_circuit = codes <= NTC_RAIL_MARGIN_CODES
         measured = np.clip(codes, 1, full_scale - 1) / full_scale
         r_measured = ntc.pullup_ohm * measured / (1.0 - measured)
         temp_c = 1.0 / (1.0 / 298.15 + np.log(r_measured / ntc.r25_ohm) / ntc.beta_k) - KELVIN
-        temp_c = self._temp_faults.apply(self.plant.sensor_faults, temp_c, now_s)
+        temp_c = self._temp_faults.apply(self.plant.hardware_faults, temp_c, now_s)
         return TemperatureSample(now_s, temp_c, open_circuit, short_circuit)
 
     # --- balancing --------------------------------------------------------------------------
@@ -121,6 +150,7 @@ class SimulatedCellMonitor:
         board_c = (
             self.plant.bus[k.COOLANT_C] + power_w * duty * spec.board_thermal_resistance_k_per_w
         )
+        self.board_temp_c = float(board_c)
         span = spec.derate_stop_c - spec.derate_start_c
         duty *= min(1.0, max(0.0, (spec.derate_stop_c - board_c) / span)) if span > 0 else 1.0
         self._duty = duty
@@ -130,3 +160,6 @@ class SimulatedCellMonitor:
 
     def balancing_duty(self) -> float:
         return self._duty
+
+    def lost_modules(self) -> int:
+        return 0

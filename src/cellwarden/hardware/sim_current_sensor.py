@@ -32,7 +32,7 @@ class SimulatedCurrentSensor:
         true_a = float(self.plant.string_current_a[self.string])
         raw = true_a * self._gain + self._offset_a + self._rng.normal(0.0, self.spec.noise_a)
         quantised = round(raw / self.spec.lsb_a) * self.spec.lsb_a
-        if self.plant.sensor_faults:
-            faults = self.plant.sensor_faults
+        if self.plant.hardware_faults:
+            faults = self.plant.hardware_faults
             quantised = float(self._faults.apply(faults, np.array([quantised]), now_s)[0])
         return CurrentSample(now_s, quantised)

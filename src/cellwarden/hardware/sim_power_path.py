@@ -21,7 +21,7 @@ class SimulatedPowerPath:
         self._command = command
         if self.kind == PowerPathKind.CONTACTORS.value:
             states = SwitchStates(
-                negative=command.precharge or command.main,
+                negative=command.negative or command.precharge or command.main,
                 positive=command.main,
                 precharge=command.precharge,
             )

@@ -21,6 +21,12 @@ class PowerPathSettings(BaseModel):
         default=0.05, gt=0, le=2, description="and precharge current below this C-rate"
     )
     precharge_timeout_s: float = Field(default=3.0, gt=0, le=60)
+    precharge_min_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=60,
+        description="a dead link charged faster than this has no capacitor (0: no check)",
+    )
     precharge_retries: int = Field(default=2, ge=0, le=10)
     ramp_down_timeout_s: float = Field(
         default=2.0, ge=0, le=60, description="wait for the load to stop before opening"
@@ -84,6 +90,22 @@ class DiagnosisSettings(BaseModel):
     )
 
 
+class InternalBusSettings(BaseModel):
+    """The master's dealings with its slaves over the internal CAN bus."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timeout_cycles: int = Field(
+        default=3, ge=1, le=20, description="missed cycles before a slave counts as lost"
+    )
+    balancing_timeout_s: float = Field(
+        default=3.0, gt=0, le=25.5, description="a slave stops bleeding this long after a command"
+    )
+    slave_max_board_temp_c: float = Field(
+        default=80.0, ge=20, le=125, description="a slave stops bleeding above this board temp"
+    )
+
+
 class BmsSettings(BaseModel):
     """How the BMS of a scenario behaves; defaults suit most packs."""
 
@@ -93,3 +115,4 @@ class BmsSettings(BaseModel):
     balancing: BalancingSettings = BalancingSettings()
     estimation: EstimationSettings = EstimationSettings()
     diagnosis: DiagnosisSettings = DiagnosisSettings()
+    internal_bus: InternalBusSettings = InternalBusSettings()

@@ -81,8 +81,37 @@ class ExternalShort(_Fault):
     resistance_ohm: float = Field(default=0.01, gt=0)
 
 
+class SlaveFault(_Fault):
+    """A slave module misbehaves: it falls silent, or it freezes and repeats its last frames
+    (alive counter stuck)."""
+
+    kind: Literal["slave_fault"]
+    string: int = Field(default=0, ge=0)
+    slave: int = Field(ge=0, description="chain position, 0 = next to the master")
+    mode: Literal["silent", "frozen"] = "silent"
+
+
+class ChainFault(_Fault):
+    """The daisy chain degrades: it breaks, loses or corrupts frames, or delays them."""
+
+    kind: Literal["chain_fault"]
+    string: int = Field(default=0, ge=0)
+    mode: Literal["break", "loss", "corruption", "latency"]
+    reachable_slaves: int = Field(
+        default=0, ge=0, description="break: slaves still connected to the master"
+    )
+    slave: int | None = Field(
+        default=None, ge=0, description="loss, corruption: only this slave's frames (default all)"
+    )
+    probability: float = Field(default=1.0, ge=0, le=1, description="loss, corruption: per frame")
+    latency_s: float = Field(default=0.0, ge=0, le=60, description="latency: added delay")
+
+
 SensorFault = SensorStuck | SensorDrift | OpenWire | NtcFault
-"""Faults of the measurement hardware: the plant records them, the simulated drivers apply them."""
+CommFault = SlaveFault | ChainFault
+HardwareFault = SensorFault | CommFault
+"""Faults of the measurement and communication hardware: the plant records them, the simulated
+drivers and buses apply them."""
 
 FaultSpec = Annotated[
     InternalShort
@@ -92,6 +121,8 @@ FaultSpec = Annotated[
     | NtcFault
     | WeldedContactor
     | CoolingFailure
-    | ExternalShort,
+    | ExternalShort
+    | SlaveFault
+    | ChainFault,
     Field(discriminator="kind"),
 ]

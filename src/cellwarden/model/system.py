@@ -66,6 +66,16 @@ class PowerPathSpec(BaseModel):
     )
 
 
+class SlaveSpec(BaseModel):
+    """One slave module: its address (its position on the daisy chain, 1 next to the master)
+    and how many series cells it monitors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    address: int = Field(ge=1, le=arch.MAX_SLAVES)
+    cells: int = Field(ge=1, le=max(arch.SLAVE_CELL_COUNTS))
+
+
 class StringSpec(BaseModel):
     """A series string of one pack type behind its own power path; ``count`` copies of it."""
 
@@ -75,6 +85,9 @@ class StringSpec(BaseModel):
     pack: PackSpec
     count: int = Field(default=1, ge=1, le=64)
     cells_per_slave: int | None = Field(default=None, description="12 or 18 in master-slave")
+    slave_layout: list[SlaveSpec] | None = Field(
+        default=None, description="cells per slave address (default: spread evenly)"
+    )
     cable_resistance_ohm: float = Field(default=0.0005, ge=0)
     power_path: PowerPathSpec = PowerPathSpec()
 
@@ -83,7 +96,17 @@ class StringSpec(BaseModel):
         """Slave modules needed to monitor every series group (0 without slaves)."""
         if self.cells_per_slave is None:
             return 0
+        if self.slave_layout is not None:
+            return len(self.slave_layout)
         return math.ceil(self.pack.series / self.cells_per_slave)
+
+    @property
+    def slave_cells(self) -> list[int]:
+        """Series cells of each slave in chain order (25 over three 12S slaves → 9, 8, 8)."""
+        if self.slave_layout is not None:
+            return [slave.cells for slave in sorted(self.slave_layout, key=lambda s: s.address)]
+        base, extra = divmod(self.pack.series, self.slaves)
+        return [base + (1 if index < extra else 0) for index in range(self.slaves)]
 
 
 class SystemSpec(BaseModel):
@@ -191,6 +214,35 @@ def _check_master_slave_string(string: StringSpec, index: int) -> None:
         raise ValueError(
             f"{prefix}.power_path.kind = {string.power_path.kind.value!r}: a master switches "
             "external contactors; use 'contactors'"
+        )
+    if string.slave_layout is not None:
+        _check_slave_layout(string, prefix)
+
+
+def _check_slave_layout(string: StringSpec, prefix: str) -> None:
+    """Addresses run 1..n in chain order, each once; cells fit the slaves and fill the pack."""
+    layout = string.slave_layout or []
+    addresses = [slave.address for slave in layout]
+    for address in sorted(set(addresses)):
+        if addresses.count(address) > 1:
+            raise ValueError(f"{prefix}.slave_layout: address {address} appears twice")
+    for address in range(1, len(layout) + 1):
+        if address not in addresses:
+            raise ValueError(
+                f"{prefix}.slave_layout: address {address} is missing (the {len(layout)} "
+                f"slaves take addresses 1..{len(layout)} from their chain positions)"
+            )
+    for slave in layout:
+        if slave.cells > (string.cells_per_slave or 0):
+            raise ValueError(
+                f"{prefix}.slave_layout: slave {slave.address} has {slave.cells} cells, more "
+                f"than a {string.cells_per_slave}S slave monitors"
+            )
+    total = sum(slave.cells for slave in layout)
+    if total != string.pack.series:
+        raise ValueError(
+            f"{prefix}.slave_layout: the slaves monitor {total} cells, the pack has "
+            f"{string.pack.series} in series"
         )
 
 

@@ -8,8 +8,8 @@ from cellwarden.model.faults import (
     CoolingFailure,
     ExternalShort,
     FaultSpec,
+    HardwareFault,
     InternalShort,
-    SensorFault,
     WeldedContactor,
 )
 from cellwarden.model.scenario import ChargerSpec, InitialState, SpreadSpec
@@ -89,7 +89,7 @@ class SystemPlant:
         self.charger = Charger(
             charger or self._default_charger(), default_voltage_v=self.branch_max_voltage_v
         )
-        self.sensor_faults: list[tuple[float, SensorFault]] = []  # (since_s, fault)
+        self.hardware_faults: list[tuple[float, HardwareFault]] = []  # (since_s, fault)
         self._duty = (DutyMode.REST, 0.0)
         self._last_ageing = (0.0, self.cs[k.THROUGHPUT_AS].copy(), self.cs[k.CHARGE_AS].copy())
         self._refresh()
@@ -221,8 +221,8 @@ class SystemPlant:
         """Make a fault happen now."""
         if isinstance(fault, InternalShort):
             self.cp[k.SHORT_COND, fault.cell] = 1.0 / fault.resistance_ohm
-        elif isinstance(fault, SensorFault):
-            self.sensor_faults.append((self.time_s, fault))
+        elif isinstance(fault, HardwareFault):
+            self.hardware_faults.append((self.time_s, fault))
         elif isinstance(fault, WeldedContactor):
             self.power_paths[fault.string].welded = True
             self._sync_branches()

@@ -1,43 +1,120 @@
-"""Closed loop: each string gets a simulated board over the plant and a BMS on top of it."""
+"""Closed loop: each string gets its simulated hardware over the plant and a BMS on top of it.
+
+A standalone string's BMS reads its board's front end directly. A master-slave string's BMS
+reads its slaves through the internal CAN bus: each main cycle the master triggers, the
+simulated daisy chain carries the frames to the slave nodes and back, then the master's BMS
+runs on what arrived.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
 from cellwarden.bms.event_log import BmsEvent
 from cellwarden.bms.string_bms import StringBms, StringConfig
-from cellwarden.hardware.sim_board import build_string_board
+from cellwarden.comms.can_bus import CanNetwork
+from cellwarden.comms.slave_chain import SlaveChainMonitor
+from cellwarden.comms.slave_node import SlaveNode
+from cellwarden.hardware.sim_board import build_master_slave_boards, build_string_board
 from cellwarden.model.scenario import Scenario
+from cellwarden.model.system import StringSpec
 from cellwarden.plant.system_plant import SystemPlant
 from cellwarden.simulation.controller import PeriodicTask
+from cellwarden.simulation.daisy_chain import DaisyChain, SlaveTap
 from cellwarden.simulation.events import EventLog
+
+
+@dataclass
+class StringNode:
+    """One string's BMS and, for a master, its end of the daisy chain."""
+
+    name: str
+    bms: StringBms
+    chain: SlaveChainMonitor | None = None
+    daisy_chain: DaisyChain | None = None
+
+    def main(self, now_s: float) -> None:
+        if self.chain is not None and self.daisy_chain is not None:
+            self.chain.trigger(now_s)
+            self.daisy_chain.service(now_s)
+        self.bms.main_task(now_s)
 
 
 class ClosedLoopController:
     """One BMS per string; the runner calls their fast and main tasks at the scenario's rates."""
 
-    def __init__(self, scenario: Scenario, plant: SystemPlant, events: EventLog) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        plant: SystemPlant,
+        events: EventLog,
+        can_log: Path | None = None,
+    ) -> None:
         self.scenario = scenario
+        self.plant = plant
         self.events = events
+        self.network = CanNetwork(log_path=can_log)
+        self.nodes = [
+            self._string_node(index, string) for index, string in enumerate(plant.layout.strings)
+        ]
+        self.bms: list[StringBms] = [node.bms for node in self.nodes]
+
+    def _config(self, string: StringSpec) -> StringConfig:
+        scenario = self.scenario
+        return StringConfig(
+            cell=string.pack.cell,
+            series=string.pack.series,
+            parallel=string.pack.parallel,
+            path_max_current_a=string.power_path.max_current_a,
+            bleed_resistance_ohm=scenario.board.balancing.bleed_resistance_ohm,
+            current_noise_a=scenario.board.current_sensor.noise_a,
+            settings=scenario.bms,
+        )
+
+    def _string_node(self, index: int, string: StringSpec) -> StringNode:
+        scenario, plant = self.scenario, self.plant
         single = plant.layout.string_count == 1
-        self.bms: list[StringBms] = []
-        for index, string in enumerate(plant.layout.strings):
-            board = build_string_board(
-                plant, index, scenario.board, scenario.seed, scenario.profile.ignores_limits
-            )
-            config = StringConfig(
-                cell=string.pack.cell,
-                series=string.pack.series,
-                parallel=string.pack.parallel,
-                path_max_current_a=string.power_path.max_current_a,
-                bleed_resistance_ohm=scenario.board.balancing.bleed_resistance_ohm,
-                current_noise_a=scenario.board.current_sensor.noise_a,
-                settings=scenario.bms,
-            )
+        ignores = scenario.profile.ignores_limits
+        if string.slaves == 0:
+            board = build_string_board(plant, index, scenario.board, scenario.seed, ignores)
             bms = StringBms(
-                config, board.monitor, board.current, board.power_path,
+                self._config(string), board.monitor, board.current, board.power_path,
                 board.charger if single else None, board.load if single else None,
             )  # fmt: skip
-            bms.log.listeners.append(self._forward(string.name))
-            self.bms.append(bms)
+            node = StringNode(string.name, bms)
+        else:
+            node = self._master_node(index, string, single, ignores)
+        node.bms.log.listeners.append(self._forward(string.name))
+        return node
+
+    def _master_node(self, index: int, string: StringSpec, single: bool, ignores: bool):
+        scenario, plant = self.scenario, self.plant
+        boards = build_master_slave_boards(plant, index, scenario.board, scenario.seed, ignores)
+        bus = "internal" if single else f"internal-{index + 1}"
+        taps = [SlaveTap() for _ in boards.front_ends]
+        slaves = [
+            SlaveNode(position, front_end, tap)
+            for position, (front_end, tap) in enumerate(zip(boards.front_ends, taps, strict=True))
+        ]
+        chain = SlaveChainMonitor(
+            self.network.port(bus),
+            [front_end.cell_count for front_end in boards.front_ends],
+            [front_end.sensor_cells for front_end in boards.front_ends],
+            boards.hv,
+            scenario.bms.internal_bus,
+        )
+        daisy_chain = DaisyChain(
+            plant, index, self.network.port(bus), slaves, taps,
+            np.random.default_rng([scenario.seed, 0xC4A1, index]),
+        )  # fmt: skip
+        bms = StringBms(
+            self._config(string), chain, boards.current, boards.power_path,
+            boards.charger if single else None, boards.load if single else None,
+        )  # fmt: skip
+        return StringNode(string.name, bms, chain, daisy_chain)
 
     def _forward(self, string_name: str):
         def forward(event: BmsEvent) -> None:
@@ -58,12 +135,12 @@ class ClosedLoopController:
         ]
 
     def _fast(self, now_s: float) -> None:
-        for bms in self.bms:
-            bms.fast_task(now_s)
+        for node in self.nodes:
+            node.bms.fast_task(now_s)
 
     def _main(self, now_s: float) -> None:
-        for bms in self.bms:
-            bms.main_task(now_s)
+        for node in self.nodes:
+            node.main(now_s)
 
     def telemetry(self) -> dict[str, float]:
         """The first string's published state, for the time series."""
@@ -79,6 +156,12 @@ class ClosedLoopController:
             "bms_balancing_cells": float(state.balancing_cells),
         }
 
+    def close(self) -> None:
+        """Shut the buses and finish the CAN log."""
+        self.network.close()
 
-def closed_loop(scenario: Scenario, plant: SystemPlant, events: EventLog) -> ClosedLoopController:
-    return ClosedLoopController(scenario, plant, events)
+
+def closed_loop(
+    scenario: Scenario, plant: SystemPlant, events: EventLog, can_log: Path | None = None
+) -> ClosedLoopController:
+    return ClosedLoopController(scenario, plant, events, can_log)

@@ -507,14 +507,133 @@ STANDALONE_TESTS: tuple[CampaignTest, ...] = (
 )  # fmt: skip
 
 
-def tests_for(scenario: Scenario) -> tuple[CampaignTest, ...]:
-    """The campaign tests that apply to a scenario's architecture.
+# --- master-slave: contactors, precharge and the daisy chain ----------------------------------
 
-    The standalone list for now; master-slave and multi-master lists (contactor sequencing,
-    slave and string faults) come with those architectures' controllers.
-    """
-    if scenario.system.architecture is Architecture.STANDALONE:
+COMM_FAULT_AT_S = 20.0
+
+
+def _rest_prepare(**changes: Any) -> Callable[[Scenario, dict[str, Any]], None]:
+    """A pack at rest with the given top-level changes (faults, system fields)."""
+
+    def prepare(scenario: Scenario, data: dict[str, Any]) -> None:
+        data["initial"] = {"soc_pct": 60.0}
+        for key, value in changes.items():
+            if key == "system":
+                data["system"].update(value)
+            else:
+                data[key] = value
+        _steps(data, (DutyMode.REST, 0.0, 60.0), ignores=False)
+
+    return prepare
+
+
+def _precharge_peak_ok(result: RunResult, scenario: Scenario) -> tuple[bool, str]:
+    """Ground truth: the main contactor never closed onto the link (no inrush past the
+    precharge resistor's limit)."""
+    string = scenario.system.strings[0]
+    limit_a = 1.2 * string.pack.max_operating_voltage_v / string.power_path.precharge_resistance_ohm
+    peak = float(result.plant.bs[k.B_PEAK_A, 0])
+    return peak <= limit_a, f"peak current {peak:.1f} A (precharge limit {limit_a:.1f} A)"
+
+
+def _precharge_failure_judge(result: RunResult, scenario: Scenario) -> Verdict:
+    _, event = _event_check(result, ("B1601",), 30.0)
+    state = _bms(result).path.state.value
+    return _verdict(
+        [
+            event,
+            _precharge_peak_ok(result, scenario),
+            (_path_open(result) and state == "fault", f"power path open, state {state}"),
+        ]
+    )
+
+
+def _welded_judge(result: RunResult, scenario: Scenario) -> Verdict:
+    """Found at the first closing, with only the negative in: the precharge never starts."""
+    _, event = _event_check(result, ("B1602",), 0.2)
+    negative = result.plant.power_paths[0].command.negative
+    return _verdict(
+        [
+            event,
+            (not negative and _path_open(result), "negative contactor open: no current path"),
+        ]
+    )
+
+
+def _comm_prepare(fault: dict[str, Any]) -> Callable[[Scenario, dict[str, Any]], None]:
+    def prepare(scenario: Scenario, data: dict[str, Any]) -> None:
+        facts = PackFacts.of(scenario)
+        data["initial"] = {"soc_pct": 70.0}
+        data["faults"] = [{**fault, "at_s": COMM_FAULT_AT_S}]
+        _steps(data, (DutyMode.CURRENT, 0.3 * facts.discharge_mol_a, 120.0), ignores=False)
+
+    return prepare
+
+
+def _comm_loss_judge(result: RunResult, scenario: Scenario) -> Verdict:
+    bus = scenario.bms.internal_bus
+    allowed_s = COMM_FAULT_AT_S + (bus.timeout_cycles + 1) * scenario.timing.main_period_s
+    _, event = _event_check(result, ("B1701",), allowed_s + 0.05)
+    return _verdict(
+        [
+            _msl_ok(result, VOLTAGE_REACTION_S),
+            (event[0], f"{event[1]} (allowed by {allowed_s:.2f} s)"),
+            (_path_open(result), "power path opened: unmonitored cells cannot be ruled safe"),
+        ]
+    )
+
+
+def _corruption_judge(result: RunResult, scenario: Scenario) -> Verdict:
+    controller = result.controller
+    chain = controller.nodes[0].chain
+    cell_v = result.plant.gs[k.G_VOLT, : scenario.system.strings[0].pack.series]
+    seen_v = _bms(result)._voltages.cell_voltage_v
+    error_mv = 1000.0 * float(np.nanmax(np.abs(seen_v - cell_v)))
+    severe = [e.code for e in _bms(result).log.events if e.kind == "trip"]
+    return _verdict(
+        [
+            (chain.rejected_frames > 0, f"{chain.rejected_frames} corrupted frames rejected"),
+            (not severe, f"trips: {', '.join(severe) or 'none'}"),
+            (error_mv < 15.0, f"cell voltages the BMS uses within {error_mv:.1f} mV of truth"),
+            (not _path_open(result), "power path stays closed"),
+        ]
+    )
+
+
+MASTER_SLAVE_TESTS: tuple[CampaignTest, ...] = (
+    CampaignTest("precharge into a shorted load", "IEC 62619 §8.1 (functional safety)",
+                 _rest_prepare(faults=[{"kind": "external_short", "at_s": 0.0,
+                                        "resistance_ohm": 1.0}]),
+                 60.0, _precharge_failure_judge),
+    CampaignTest("precharge with the DC-link capacitor missing", "IEC 62619 §8.1",
+                 _rest_prepare(system={"dc_link_capacitance_f": 0.0}), 60.0,
+                 _precharge_failure_judge),
+    CampaignTest("welded main contactor", "UL 1973 §16, IEC 62619 §8.1",
+                 _rest_prepare(faults=[{"kind": "welded_contactor", "at_s": 0.0}]), 30.0,
+                 _welded_judge),
+    CampaignTest("slave communication loss", "IEC 62619 §8.1, UL 1973 §16",
+                 _comm_prepare({"kind": "slave_fault", "slave": 1, "mode": "silent"}), 60.0,
+                 _comm_loss_judge),
+    CampaignTest("broken daisy chain", "IEC 62619 §8.1",
+                 _comm_prepare({"kind": "chain_fault", "mode": "break", "reachable_slaves": 1}),
+                 60.0, _comm_loss_judge),
+    CampaignTest("frozen slave (alive counter stuck)", "IEC 62619 §8.1",
+                 _comm_prepare({"kind": "slave_fault", "slave": 0, "mode": "frozen"}), 60.0,
+                 _comm_loss_judge),
+    CampaignTest("corrupted frames (1 % of frames)", "IEC 62619 §8.1",
+                 _comm_prepare({"kind": "chain_fault", "mode": "corruption",
+                                "probability": 0.01}), 120.0, _corruption_judge),
+)  # fmt: skip
+
+
+def tests_for(scenario: Scenario) -> tuple[CampaignTest, ...]:
+    """The campaign tests that apply to a scenario's architecture (none yet for
+    multi-master, whose string and system-master faults come with its controller)."""
+    architecture = scenario.system.architecture
+    if architecture is Architecture.STANDALONE:
         return STANDALONE_TESTS
+    if architecture is Architecture.MASTER_SLAVE:
+        return STANDALONE_TESTS + MASTER_SLAVE_TESTS
     return ()
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -71,7 +73,9 @@ class Simulation:
         scenario: Scenario,
         controller_factory: ControllerFactory | None = None,
         duration_s: float | None = None,
+        can_log: Path | None = None,
     ) -> None:
+        """``can_log`` writes every CAN frame of the closed loop to a candump log file."""
         self.scenario = scenario
         timing = scenario.timing
         self.dt_s = timing.plant_step_s
@@ -98,7 +102,10 @@ class Simulation:
         )
         self.events = EventLog()
         if controller_factory is None:
-            controller_factory = closed_loop if scenario.controller == "bms" else open_loop
+            if scenario.controller == "bms":
+                controller_factory = functools.partial(closed_loop, can_log=can_log)
+            else:
+                controller_factory = open_loop
         self.controller = controller_factory(scenario, self.plant, self.events)
         self.recorder = Recorder(self.plant, telemetry=getattr(self.controller, "telemetry", None))
         self.truth = GroundTruthMonitor(self.plant, self.events)
@@ -161,6 +168,9 @@ class Simulation:
                 bar.update(tick * self.dt_s)
         if bar is not None:
             bar.close()
+        close = getattr(self.controller, "close", None)
+        if close is not None:
+            close()
         result = RunResult(
             scenario=self.scenario,
             plant=self.plant,

@@ -1,0 +1,239 @@
+"""The master's end of the daisy chain: its slaves, seen through the internal bus, as one cell
+monitor for the string's BMS.
+
+Each main cycle the master sends configuration (at start and every few seconds), the balancing
+command of every slave and a measurement trigger; the slaves answer with cell voltages,
+temperatures and status. A frame that fails its CRC or repeats its alive counter (a frozen
+sender) is discarded; a value whose frame was lost keeps its previous reading. A slave with a
+part of its report (one frame's worth) missing for ``timeout_cycles`` cycles in a row is lost:
+its channels read NaN (no data) until it reports in full again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from cellwarden.comms.can_bus import Frame, FramePort
+from cellwarden.comms.codec import FrameCodec, FrameError
+from cellwarden.comms.e2e import AliveCheck, Verdict
+from cellwarden.comms.internal_protocol import (
+    CELLS_PER_FRAME,
+    NTC_OPEN,
+    NTC_SHORT,
+    SENSORS_PER_FRAME,
+    AliveCounters,
+    SlaveMessages,
+    bits_to_mask,
+    mask_to_bits,
+    slave_messages,
+    trigger_codec,
+)
+from cellwarden.hardware.interfaces import TemperatureSample, VoltageSample
+from cellwarden.model.bms import InternalBusSettings
+
+CONFIG_PERIOD_S = 5.0
+
+
+class HvMeasurement(Protocol):
+    """The master's own stack and link voltage measurement."""
+
+    def measure(self) -> tuple[float, float]: ...
+
+
+@dataclass
+class _Slave:
+    """The master's record of one slave."""
+
+    messages: SlaveMessages
+    first_cell: int
+    cells: int
+    first_sensor: int
+    sensors: int
+    age: dict[tuple[str, int], int]  # cycles since each part of the report last arrived
+    seen: set[tuple[str, int]]
+    alive: dict[int, AliveCheck]
+
+    @property
+    def missed(self) -> int:
+        return max(self.age.values())
+
+
+class SlaveChainMonitor:
+    """All slaves of a string as one ``CellMonitor``."""
+
+    def __init__(
+        self,
+        port: FramePort,
+        slave_cells: list[int],
+        sensor_cells_per_slave: list[np.ndarray],
+        hv: HvMeasurement,
+        settings: InternalBusSettings | None = None,
+    ) -> None:
+        self.port = port
+        self.hv = hv
+        self.settings = settings or InternalBusSettings()
+        self._trigger = trigger_codec()
+        self._alive_out = AliveCounters()
+        self.slaves: list[_Slave] = []
+        self._by_id: dict[int, tuple[_Slave, FrameCodec]] = {}
+        first_cell = first_sensor = 0
+        for index, (cells, sensors) in enumerate(
+            zip(slave_cells, sensor_cells_per_slave, strict=True)
+        ):
+            m = slave_messages(index)
+            parts = [("v", g) for g in range(-(-cells // CELLS_PER_FRAME))]
+            parts += [("t", g) for g in range(-(-sensors.size // SENSORS_PER_FRAME))]
+            parts.append(("s", 0))
+            never = self.settings.timeout_cycles  # lost until its first full report
+            slave = _Slave(m, first_cell, cells, first_sensor, sensors.size,
+                           dict.fromkeys(parts, never), set(), {})  # fmt: skip
+            for codec in (m.voltages, m.temperatures, m.status):
+                self._by_id[codec.frame_id] = (slave, codec)
+                slave.alive[codec.frame_id] = AliveCheck()
+            self.slaves.append(slave)
+            first_cell += cells
+            first_sensor += sensors.size
+        self.cell_count = first_cell
+        self.sensor_cells = np.concatenate(
+            [
+                s.first_cell + cells
+                for s, cells in zip(self.slaves, sensor_cells_per_slave, strict=True)
+            ]
+        )
+        self._voltage_v = np.full(self.cell_count, np.nan)
+        self._temp_c = np.full(self.sensor_cells.size, np.nan)
+        self._ntc_open = np.zeros(self.sensor_cells.size, dtype=bool)
+        self._ntc_short = np.zeros(self.sensor_cells.size, dtype=bool)
+        self._open_wire = np.zeros(self.cell_count, dtype=bool)
+        self._duty = np.zeros(self.cell_count)
+        self._balancing = np.zeros(self.cell_count, dtype=bool)
+        self._mask = np.zeros(self.cell_count, dtype=bool)
+        self._open_wire_wanted = True
+        self._config_sent_s = -np.inf
+        self.rejected_frames = 0
+        self.frozen_frames = 0
+        self._last: VoltageSample | None = None
+
+    # --- master → slaves ------------------------------------------------------------------
+    def _send(self, now_s: float, codec: FrameCodec, values: dict) -> None:
+        data = codec.encode(values, alive=self._alive_out.next(codec.frame_id))
+        self.port.send(Frame(now_s, codec.frame_id, data, codec.extended))
+
+    def trigger(self, now_s: float) -> None:
+        """Start a cycle: configuration when due, balancing commands, the measurement trigger."""
+        s = self.settings
+        if now_s - self._config_sent_s >= CONFIG_PERIOD_S:
+            self._config_sent_s = now_s
+            for slave in self.slaves:
+                m = slave.messages
+                self._send(now_s, m.config, {
+                    m.signal("Cfg", "Cells"): slave.cells,
+                    m.signal("Cfg", "MaxBoardTemp"): s.slave_max_board_temp_c,
+                    m.signal("Cfg", "BalancingTimeout"): s.balancing_timeout_s,
+                })  # fmt: skip
+        for slave in self.slaves:
+            m = slave.messages
+            mask = self._mask[slave.first_cell : slave.first_cell + slave.cells]
+            self._send(now_s, m.balancing, {
+                m.signal("Bal", "Enable"): int(mask.any()),
+                m.signal("Bal", "Mask"): mask_to_bits(mask),
+            })  # fmt: skip
+        self._send(now_s, self._trigger, {"Trigger_OpenWire": int(self._open_wire_wanted)})
+        self._open_wire_wanted = False
+
+    # --- slaves → master ------------------------------------------------------------------
+    def _receive(self) -> None:
+        for frame in self.port.receive():
+            entry = self._by_id.get(frame.frame_id)
+            if entry is None:
+                continue
+            slave, codec = entry
+            try:
+                decoded = codec.decode(frame.data)
+            except FrameError:
+                self.rejected_frames += 1
+                continue
+            if not decoded.crc_ok:
+                self.rejected_frames += 1
+                continue
+            if slave.alive[frame.frame_id].judge(decoded.alive) is Verdict.REPEATED:
+                self.frozen_frames += 1
+                continue
+            self._store(slave, codec, decoded.values)
+
+    def _store(self, slave: _Slave, codec: FrameCodec, values: dict) -> None:
+        m = slave.messages
+        if codec is m.voltages:
+            group = int(values[m.signal("CV", "Mux")])
+            first = group * CELLS_PER_FRAME
+            names = m.cell_signals
+            for cell in range(first, min(first + CELLS_PER_FRAME, slave.cells)):
+                self._voltage_v[slave.first_cell + cell] = values[names[cell]]
+            slave.seen.add(("v", group))
+        elif codec is m.temperatures:
+            group = int(values[m.signal("TE", "Mux")])
+            first = group * SENSORS_PER_FRAME
+            for sensor in range(first, min(first + SENSORS_PER_FRAME, slave.sensors)):
+                value = values[m.sensor_signals[sensor]]
+                index = slave.first_sensor + sensor
+                self._ntc_open[index] = value == NTC_OPEN
+                self._ntc_short[index] = value == NTC_SHORT
+                self._temp_c[index] = value if isinstance(value, float) else np.nan
+            slave.seen.add(("t", group))
+        else:
+            cells = slice(slave.first_cell, slave.first_cell + slave.cells)
+            self._open_wire[cells] = bits_to_mask(values[m.signal("ST", "OpenWire")], slave.cells)
+            self._balancing[cells] = bits_to_mask(values[m.signal("ST", "Balancing")], slave.cells)
+            self._duty[cells] = float(values[m.signal("ST", "BalancingDuty")])
+            slave.seen.add(("s", 0))
+
+    def _close_cycle(self) -> None:
+        """Count each slave's missed cycle; a lost slave's channels read NaN."""
+        for slave in self.slaves:
+            for part in slave.age:
+                slave.age[part] = 0 if part in slave.seen else slave.age[part] + 1
+            slave.seen = set()
+            if slave.missed >= self.settings.timeout_cycles:
+                cells = slice(slave.first_cell, slave.first_cell + slave.cells)
+                sensors = slice(slave.first_sensor, slave.first_sensor + slave.sensors)
+                self._voltage_v[cells] = np.nan
+                self._temp_c[sensors] = np.nan
+                self._ntc_open[sensors] = False
+                self._ntc_short[sensors] = False
+                self._balancing[cells] = False
+
+    # --- the CellMonitor interface ----------------------------------------------------------
+    def sample_voltages(self, now_s: float) -> VoltageSample:
+        """What the slaves reported this cycle (call once per cycle, after ``trigger``)."""
+        self._receive()
+        self._close_cycle()
+        pack_v, link_v = self.hv.measure()
+        self._last = VoltageSample(now_s, self._voltage_v.copy(), pack_v, link_v)
+        return self._last
+
+    def stack_and_link_v(self, now_s: float) -> tuple[float, float]:
+        """The master's own HV measurement (not over the chain)."""
+        return self.hv.measure()
+
+    def sample_temperatures(self, now_s: float) -> TemperatureSample:
+        return TemperatureSample(
+            now_s, self._temp_c.copy(), self._ntc_open.copy(), self._ntc_short.copy()
+        )
+
+    def open_wire_check(self, now_s: float) -> np.ndarray:
+        """The slaves' last open-wire result; the next trigger asks for a fresh test."""
+        self._open_wire_wanted = True
+        return self._open_wire.copy()
+
+    def set_balancing(self, mask: np.ndarray) -> None:
+        self._mask = np.asarray(mask, dtype=bool).copy()
+
+    def balancing_duty(self) -> np.ndarray:
+        """Per cell: the bleed duty its slave reports (zero where its bleeder is off)."""
+        return np.where(self._balancing, self._duty, 0.0)
+
+    def lost_modules(self) -> int:
+        return sum(slave.missed >= self.settings.timeout_cycles for slave in self.slaves)

@@ -1,0 +1,128 @@
+"""The firmware of one slave module: it measures when the master triggers, reports over the
+internal bus, and switches its bleed resistors as commanded, within its thermal limits.
+
+Balancing stops by itself when the master's commands stop arriving (the configured timeout)
+or when the board runs hotter than the configured maximum.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from cellwarden.comms.can_bus import Frame, FramePort
+from cellwarden.comms.codec import FrameError
+from cellwarden.comms.internal_protocol import (
+    AliveCounters,
+    SlaveState,
+    bits_to_mask,
+    mask_to_bits,
+    slave_messages,
+    trigger_codec,
+)
+from cellwarden.hardware.interfaces import CellMonitor
+
+DEFAULT_BALANCING_TIMEOUT_S = 3.0
+DEFAULT_MAX_BOARD_TEMP_C = 80.0
+DUTY_STEPS = 15  # the status frame reports the bleed duty in fifteenths
+
+
+class SlaveFrontEnd(CellMonitor, Protocol):
+    """A slave's front end also knows its board temperature (balancing heats it)."""
+
+    board_temp_c: float
+
+
+class SlaveNode:
+    """One slave at chain position ``index`` (its address), over its own front end."""
+
+    def __init__(self, index: int, front_end: SlaveFrontEnd, port: FramePort) -> None:
+        self.index = index
+        self.front_end = front_end
+        self.port = port
+        self.messages = slave_messages(index)
+        self._trigger = trigger_codec()
+        self._alive = AliveCounters()
+        self.cells = front_end.cell_count
+        self.balancing_timeout_s = DEFAULT_BALANCING_TIMEOUT_S
+        self.max_board_temp_c = DEFAULT_MAX_BOARD_TEMP_C
+        self._mask = np.zeros(self.cells, dtype=bool)
+        self._applied = self._mask
+        self._enabled = False
+        self._command_s = -np.inf
+        self._open_wire = np.zeros(self.cells, dtype=bool)
+        self.rejected_frames = 0
+
+    def tick(self, now_s: float) -> None:
+        """Handle every frame that arrived, then keep the bleeders within their limits."""
+        for frame in self.port.receive():
+            self._handle(now_s, frame)
+        self._apply_balancing(now_s)
+
+    def _handle(self, now_s: float, frame: Frame) -> None:
+        m = self.messages
+        codec = {
+            self._trigger.frame_id: self._trigger,
+            m.balancing.frame_id: m.balancing,
+            m.config.frame_id: m.config,
+        }.get(frame.frame_id)
+        if codec is None:
+            return  # another slave's frame
+        try:
+            decoded = codec.decode(frame.data)
+        except FrameError:
+            self.rejected_frames += 1
+            return
+        if not decoded.crc_ok:
+            self.rejected_frames += 1
+            return
+        values = decoded.values
+        if codec is self._trigger:
+            self._report(now_s, bool(values["Trigger_OpenWire"]))
+        elif codec is m.balancing:
+            self._enabled = bool(values[m.signal("Bal", "Enable")])
+            self._mask = bits_to_mask(values[m.signal("Bal", "Mask")], self.cells)
+            self._command_s = now_s
+        else:
+            self.balancing_timeout_s = float(values[m.signal("Cfg", "BalancingTimeout")])
+            self.max_board_temp_c = float(values[m.signal("Cfg", "MaxBoardTemp")])
+
+    def _apply_balancing(self, now_s: float) -> None:
+        fresh = now_s - self._command_s <= self.balancing_timeout_s
+        cool = self.front_end.board_temp_c < self.max_board_temp_c
+        on = self._enabled and fresh and cool
+        self._applied = self._mask if on else np.zeros(self.cells, dtype=bool)
+        self.front_end.set_balancing(self._applied)
+
+    def _send(self, now_s: float, codec, values) -> None:
+        data = codec.encode(values, alive=self._alive.next(codec.frame_id))
+        self.port.send(Frame(now_s, codec.frame_id, data, codec.extended))
+
+    def _report(self, now_s: float, open_wire_test: bool) -> None:
+        m = self.messages
+        fe = self.front_end
+        voltages = fe.sample_voltages(now_s)
+        temps = fe.sample_temperatures(now_s)
+        if open_wire_test:
+            self._open_wire = fe.open_wire_check(now_s)
+        for values in m.voltage_frames(voltages.cell_voltage_v):
+            self._send(now_s, m.voltages, values)
+        for values in m.temperature_frames(temps.temp_c, temps.open_circuit, temps.short_circuit):
+            self._send(now_s, m.temperatures, values)
+        balancing = self._applied
+        duty = round(fe.balancing_duty() * DUTY_STEPS) / DUTY_STEPS if balancing.any() else 0.0
+        state = SlaveState.BALANCING if balancing.any() else SlaveState.NORMAL
+        if self._open_wire.any() or temps.open_circuit.any() or temps.short_circuit.any():
+            state = SlaveState.FAULT
+        self._send(
+            now_s,
+            m.status,
+            {
+                m.signal("ST", "State"): int(state),
+                m.signal("ST", "OpenWire"): mask_to_bits(self._open_wire),
+                m.signal("ST", "Balancing"): mask_to_bits(balancing),
+                m.signal("ST", "BoardTemp"): fe.board_temp_c,
+                m.signal("ST", "BalancingDuty"): duty,
+            },
+        )

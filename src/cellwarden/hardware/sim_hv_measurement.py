@@ -1,0 +1,34 @@
+"""A simulated high-voltage measurement: the stack and the DC link, each with gain error and
+noise (the master's or the standalone board's own HV channels, independent of the cells)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cellwarden.plant import kernel as k
+from cellwarden.plant.system_plant import SystemPlant
+
+HV_NOISE_V = 0.01
+
+
+class SimulatedHvMeasurement:
+    """Stack voltage of the monitored cells and link voltage behind the power path."""
+
+    def __init__(
+        self,
+        plant: SystemPlant,
+        groups: np.ndarray,
+        gain_error_pct: float,
+        rng: np.random.Generator,
+    ) -> None:
+        self.plant = plant
+        self.groups = groups
+        self._rng = rng
+        self._gain = 1.0 + rng.normal(0.0, gain_error_pct / 100.0)
+
+    def measure(self) -> tuple[float, float]:
+        """(stack voltage, link voltage) in volts."""
+        stack_v = float(self.plant.gs[k.G_VOLT, self.groups].sum())
+        pack = stack_v * self._gain + self._rng.normal(0.0, HV_NOISE_V)
+        link = self.plant.bus_voltage_v * self._gain + self._rng.normal(0.0, HV_NOISE_V)
+        return pack, link
