@@ -87,6 +87,14 @@ def simulate(
         Path | None, typer.Option("--out", help="Output folder (default: out/<scenario>).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
+    can_log: Annotated[
+        Path | None,
+        typer.Option(
+            "--can-log",
+            help="Write every frame of every CAN bus to this file in the candump log format "
+            "(timestamps in simulated seconds).",
+        ),
+    ] = None,
 ) -> None:
     """Run a scenario and write its time series, events, summary and plot."""
     from cellwarden.simulation.report import write_results
@@ -94,7 +102,7 @@ def simulate(
 
     spec = _scenario(scenario)
     try:
-        simulation = Simulation(spec, duration_s=duration)
+        simulation = Simulation(spec, duration_s=duration, can_log=can_log)
     except ConfigError as error:
         raise _fail(error) from None
     show_progress = (
