@@ -143,7 +143,11 @@ class SimulatedCellMonitor:
     def set_balancing(self, mask: np.ndarray) -> None:
         """Switch bleed resistors; the board derates the duty to stay within its heat budget."""
         spec = self.spec.balancing
-        self._mask = np.asarray(mask, dtype=bool)
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any() and not self._mask.any():  # all off, and already off
+            self.board_temp_c = float(self.plant.bus[k.COOLANT_C])
+            return
+        self._mask = mask
         voltage = self.plant.gs[k.G_VOLT, self.groups]
         power_w = float(np.sum(np.where(self._mask, voltage**2, 0.0)) / spec.bleed_resistance_ohm)
         duty = 1.0 if power_w <= spec.max_board_power_w else spec.max_board_power_w / power_w

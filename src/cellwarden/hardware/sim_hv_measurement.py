@@ -22,7 +22,10 @@ class SimulatedHvMeasurement:
         rng: np.random.Generator,
     ) -> None:
         self.plant = plant
-        self.groups = groups
+        contiguous = groups.size > 0 and np.array_equal(
+            groups, np.arange(groups[0], groups[-1] + 1)
+        )
+        self.groups = slice(int(groups[0]), int(groups[-1]) + 1) if contiguous else groups
         self._rng = rng
         self._gain = 1.0 + rng.normal(0.0, gain_error_pct / 100.0)
 
