@@ -46,7 +46,7 @@ def logged_run(tmp_path_factory) -> tuple[RunResult, list[can.Message]]:
 
 
 def test_every_internal_frame_decodes_with_cantools_and_carries_a_valid_crc(logged_run):
-    result, messages = logged_run
+    _, messages = logged_run
     db = cantools.database.load_file(dbc_path("internal"))
     internal = [m for m in messages if m.channel == "internal"]
     assert len(internal) > 1000
@@ -94,7 +94,7 @@ def test_can_log_is_candump_format_in_simulated_seconds(logged_run):
     result, messages = logged_run
     times = [m.timestamp for m in messages]
     assert times == sorted(times)
-    assert 0.0 <= times[0] and times[-1] <= result.plant.time_s + 1e-6
+    assert times[0] >= 0.0 and times[-1] <= result.plant.time_s + 1e-6
     assert {m.channel for m in messages} >= {"internal"}
 
 

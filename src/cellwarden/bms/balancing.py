@@ -23,21 +23,27 @@ class Balancer:
         bleed_resistance_ohm: float,
         min_cell_voltage_v: float,
     ) -> None:
-        self.settings = settings
         self.bleed_resistance_ohm = bleed_resistance_ohm
-        self.min_cell_voltage_v = (
-            settings.min_cell_voltage_v
-            if settings.min_cell_voltage_v is not None
-            else min_cell_voltage_v
-        )
+        self.default_min_cell_voltage_v = min_cell_voltage_v
         self.excess_ah = np.zeros(cell_count)
         self.threshold_ah = np.zeros(cell_count)
         self.mask = np.zeros(cell_count, dtype=bool)
+        self._capacity_ah: np.ndarray | None = None
+        self.configure(settings)
+
+    def configure(self, settings: BalancingSettings) -> None:
+        """Take (new) settings; the voltage floor and a planned threshold follow."""
+        self.settings = settings
+        floor = settings.min_cell_voltage_v
+        self.min_cell_voltage_v = self.default_min_cell_voltage_v if floor is None else floor
+        if self._capacity_ah is not None:
+            self.threshold_ah = settings.threshold_soc_pct / 100.0 * self._capacity_ah
 
     def plan(self, soc: np.ndarray, capacity_ah: np.ndarray) -> None:
         """Charge strategy: every cell's charge above the cell with the least (Ah)."""
         charge_ah = soc * capacity_ah
         self.excess_ah = np.maximum(charge_ah - charge_ah.min(), 0.0)
+        self._capacity_ah = capacity_ah
         self.threshold_ah = self.settings.threshold_soc_pct / 100.0 * capacity_ah
 
     def bleed_current_a(self, cell_voltage_v: np.ndarray, duty: float) -> np.ndarray:

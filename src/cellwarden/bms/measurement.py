@@ -58,10 +58,15 @@ class Plausibility:
     """Checks that compare independent measurements and physical rates of change."""
 
     def __init__(self, settings: DiagnosisSettings, resistance_bound_ohm: float) -> None:
-        self.settings = settings
         self.resistance_bound_ohm = resistance_bound_ohm
         self.current_frozen = FrozenValueDetector(settings.frozen_current_samples)
+        self.configure(settings)
         self._last: tuple[VoltageSample, float] | None = None
+
+    def configure(self, settings: DiagnosisSettings) -> None:
+        """Take (new) settings; the frozen-sensor count follows."""
+        self.settings = settings
+        self.current_frozen.samples = settings.frozen_current_samples
 
     def pack_sum_error_pct(self, sample: VoltageSample) -> float:
         """Mismatch between the sum of cell channels and the independent stack measurement."""

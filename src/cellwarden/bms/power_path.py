@@ -55,11 +55,10 @@ class PowerPathSequencer:
         log: BmsEventLog,
     ) -> None:
         self.driver = driver
-        self.settings = settings
         self.log = log
         self.contactors = driver.kind == "contactors"
-        self.open_current_a = settings.open_current_c * capacity_ah
-        self.precharge_current_a = settings.precharge_done_current_c * capacity_ah
+        self.capacity_ah = capacity_ah
+        self.configure(settings)
         self.state = PathState.STANDBY
         self._since_s = 0.0
         self._attempts = 0
@@ -71,6 +70,12 @@ class PowerPathSequencer:
         self._start_link_v = 0.0
         self._command = OPEN
         driver.command(OPEN)
+
+    def configure(self, settings: PowerPathSettings) -> None:
+        """Take (new) settings; the currents they give as C-rates follow."""
+        self.settings = settings
+        self.open_current_a = settings.open_current_c * self.capacity_ah
+        self.precharge_current_a = settings.precharge_done_current_c * self.capacity_ah
 
     @property
     def closed(self) -> bool:

@@ -33,13 +33,18 @@ class Recalibration:
         upper_mol_v: float,
     ) -> None:
         self.estimator = estimator
-        self.settings = settings
-        self.rest_a = settings.rest_current_c * capacity_ah
-        self.taper_a = settings.full_charge_current_c * capacity_ah
+        self.capacity_ah = capacity_ah
+        self.configure(settings)
         self.upper_mol_v = upper_mol_v
         self._rest_s = 0.0
         self._rest_corrected = False
         self._full_marked = False
+
+    def configure(self, settings: EstimationSettings) -> None:
+        """Take (new) settings; the rest and taper currents follow."""
+        self.settings = settings
+        self.rest_a = settings.rest_current_c * self.capacity_ah
+        self.taper_a = settings.full_charge_current_c * self.capacity_ah
 
     def update(
         self,

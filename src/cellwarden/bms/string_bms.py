@@ -7,7 +7,7 @@ over its slaves' measurements and its contactors.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -416,27 +416,9 @@ class StringBms:
         ``frozen_current_samples``, and to ``estimation.initial_soc_sigma``, take effect only
         when the BMS is built again.
         """
-        from dataclasses import replace
-
         self.config = replace(self.config, settings=settings)
-        capacity_ah = self.model.capacity_ah
-        path_settings = settings.power_path
-        self.path.settings = path_settings
-        self.path.open_current_a = path_settings.open_current_c * capacity_ah
-        self.path.precharge_current_a = path_settings.precharge_done_current_c * capacity_ah
-        estimation = settings.estimation
-        self.estimator.settings = estimation
-        self.recalibration.settings = estimation
-        self.recalibration.rest_a = estimation.rest_current_c * capacity_ah
-        self.recalibration.taper_a = estimation.full_charge_current_c * capacity_ah
-        balancing = settings.balancing
-        balancer = self.balancer
-        balancer.settings = balancing
-        balancer.min_cell_voltage_v = (
-            balancing.min_cell_voltage_v
-            if balancing.min_cell_voltage_v is not None
-            else self.config.cell.chemistry.nominal_voltage_v
-        )
-        balancer.threshold_ah = balancing.threshold_soc_pct / 100.0 * self.capacity.capacity_ah
-        self.plausibility.settings = settings.diagnosis
-        self.plausibility.current_frozen.samples = settings.diagnosis.frozen_current_samples
+        self.path.configure(settings.power_path)
+        self.estimator.settings = settings.estimation
+        self.recalibration.configure(settings.estimation)
+        self.balancer.configure(settings.balancing)
+        self.plausibility.configure(settings.diagnosis)
