@@ -5,7 +5,8 @@ Contactors close in the order negative → precharge → positive → precharge 
 negative closed, a link that jumps towards the pack voltage means the positive is welded (the
 voltage across it is gone). A dead link that charges faster than ``precharge_min_s`` has lost
 its capacitor (or its measurement); a link that never charges sits on a short. Either fails
-the attempt; after the retries the path stays open.
+the attempt; after the retries the path stays open. Contactors conduct both ways, so a path
+opened on charge current the BMS forbade stays open while that charger is still connected.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class PathInputs:
     pack_voltage_v: float
     link_voltage_v: float
     current_a: float
+    charger_present: bool = False  # a charger is connected (False where the BMS cannot tell)
 
 
 class PowerPathSequencer:
@@ -67,6 +69,7 @@ class PowerPathSequencer:
         self.precharge_failed = False
         self.welded = False
         self._negative_only = False  # contactors: the negative closed, checking the positive
+        self._charge_refused = False  # opened on charge current the BMS forbade
         self._start_link_v = 0.0
         self._command = OPEN
         driver.command(OPEN)
@@ -112,6 +115,10 @@ class PowerPathSequencer:
         handler(now_s, inputs)
 
     def _standby(self, now_s: float, inputs: PathInputs) -> None:
+        if inputs.charge_allowed or not inputs.charger_present:
+            self._charge_refused = False
+        if self._charge_refused:
+            return  # a charger that ignored the stop is still there: stay open
         if not inputs.want_closed or inputs.emergency_open or self.welded:
             return
         pause = RETRY_PAUSE_S if self._attempts else 0.0
@@ -207,6 +214,7 @@ class PowerPathSequencer:
             self._forbidden_since_s = now_s
         if now_s - self._forbidden_since_s >= self.settings.ramp_down_timeout_s:
             self._forbidden_since_s = None
+            self._charge_refused = inputs.current_a > 0.0
             self._open(now_s, PathState.STANDBY)
 
     def _opening(self, now_s: float, inputs: PathInputs) -> None:

@@ -187,6 +187,7 @@ class StringBms:
                 pack_voltage_v=pack_v,
                 link_voltage_v=link_v,
                 current_a=current,
+                charger_present=self.charger is not None and self.charger.present(),
             ),
         )
 

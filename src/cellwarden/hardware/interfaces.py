@@ -119,6 +119,10 @@ class ChargerLink(Protocol):
 
     def stop(self) -> None: ...
 
+    def present(self) -> bool:
+        """A charger is connected (and, over CAN, talking)."""
+        ...
+
 
 class LoadLink(Protocol):
     """The channel the BMS uses to tell the load (vehicle controller, inverter) its limits."""

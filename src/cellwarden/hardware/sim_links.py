@@ -18,6 +18,9 @@ class SimulatedChargerLink:
     def stop(self) -> None:
         self.plant.set_charger_request(ChargerSetpoints(self.plant.branch_max_voltage_v, 0.0))
 
+    def present(self) -> bool:
+        return self.plant.charger_plugged_in
+
 
 class SimulatedLoadLink:
     """The load waits for "ready" and obeys the published current limits, unless the scenario

@@ -194,6 +194,11 @@ class SystemPlant:
         self.bus[k.LOAD_VALUE] = value
         self._sync_charger()
 
+    @property
+    def charger_plugged_in(self) -> bool:
+        """The duty profile has the charger connected to the bus now."""
+        return self._duty[0] is DutyMode.CHARGE
+
     def set_load_limits(self, discharge_a: float, regen_a: float) -> None:
         """The current a limit-respecting load (a vehicle or inverter) may draw or feed back."""
         self.bus[k.LOAD_MAX_DISCHARGE_A] = max(discharge_a, 0.0)
