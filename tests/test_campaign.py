@@ -21,6 +21,24 @@ def test_protection_against_ground_truth(test: campaign.CampaignTest):
     assert outcome.passed, outcome.detail
 
 
+MASTER_SLAVE = load_builtin("utility-cart-24s")
+ON_CONTACTORS = ("overcharge", "charge over-current", "external short", "stuck current")
+
+
+@pytest.mark.parametrize(
+    "test",
+    campaign.MASTER_SLAVE_TESTS
+    + tuple(t for t in campaign.STANDALONE_TESTS if t.name.startswith(ON_CONTACTORS)),
+    ids=lambda t: t.name,
+)
+def test_master_slave_protection_against_ground_truth(test: campaign.CampaignTest):
+    """The master-slave additions, and the standalone tests whose outcome changes with
+    contactors instead of MOSFETs, on a master with two slaves over the internal CAN bus."""
+    assert test in campaign.tests_for(MASTER_SLAVE)
+    outcome = campaign.run_test(MASTER_SLAVE, test)
+    assert outcome.passed, outcome.detail
+
+
 def test_judges_fail_when_the_protection_is_missing():
     """The judge is not a rubber stamp: with the BMS replaced by the open-loop stand-in, the
     overcharge test must fail (cells pass their safety limit, no event is logged)."""
