@@ -136,9 +136,10 @@ def test_contactors_close_negative_precharge_positive_then_open_precharge(monkey
         {"kind": "slave_fault", "slave": 0, "mode": "frozen"},
         {"kind": "chain_fault", "mode": "break", "reachable_slaves": 1},
         {"kind": "chain_fault", "mode": "corruption", "slave": 0, "probability": 1.0},
+        {"kind": "chain_fault", "mode": "loss", "slave": 1, "probability": 1.0},
         {"kind": "chain_fault", "mode": "latency", "latency_s": 0.5},
     ],
-    ids=["silent", "frozen", "break", "garbled", "late"],
+    ids=["silent", "frozen", "break", "garbled", "lost", "late"],
 )
 def test_a_lost_slave_is_found_within_three_cycles_and_opens_the_path(fault):
     fault_at_s = 5.0

@@ -53,7 +53,7 @@ class DaisyChain:
         self.taps = taps
         self._rng = rng
         self._down: list[tuple[float, int, Frame]] = []  # (due, slave, frame)
-        self._up: list[tuple[float, Frame]] = []
+        self._up: list[tuple[float, Frame]] = []  # (due, frame)
 
     def _faults(self) -> tuple[list[ChainFault], dict[int, str]]:
         chain, slaves = [], {}
@@ -75,7 +75,9 @@ class DaisyChain:
             for index in range(reachable):
                 if not self._lost(chain, index):
                     self._down.append((now_s + latency_s, index, frame))
-        self._down = self._release(now_s, self._down, lambda i, f: self.taps[i].inbox.append(f))
+        arrived, self._down = _split_due(now_s, self._down)
+        for _, index, frame in arrived:
+            self.taps[index].inbox.append(frame)
         for index, node in enumerate(self.nodes):
             if slave_modes.get(index) == "silent":
                 node.front_end.set_balancing(np.zeros(node.cells, dtype=bool))
@@ -93,20 +95,9 @@ class DaisyChain:
                     frame = _with_alive(frame, FROZEN_ALIVE)
                 frame = self._corrupted(chain, index, frame)
                 self._up.append((now_s + latency_s, frame))
-        for due_s, frame in self._up:
-            if due_s <= now_s + 1e-9:
-                self.port.send(Frame(due_s, frame.frame_id, frame.data, frame.extended))
-        self._up = [(due, frame) for due, frame in self._up if due > now_s + 1e-9]
-
-    @staticmethod
-    def _release(now_s, pending, deliver):
-        kept = []
-        for due_s, index, frame in pending:
-            if due_s <= now_s + 1e-9:
-                deliver(index, frame)
-            else:
-                kept.append((due_s, index, frame))
-        return kept
+        arrived_up, self._up = _split_due(now_s, self._up)
+        for due_s, frame in arrived_up:
+            self.port.send(Frame(due_s, frame.frame_id, frame.data, frame.extended))
 
     def _applies(self, fault: ChainFault, index: int) -> bool:
         return (fault.slave is None or fault.slave == index) and (
@@ -123,6 +114,12 @@ class DaisyChain:
         bit = int(self._rng.integers(8 * len(data)))
         data[bit // 8] ^= 1 << (bit % 8)
         return Frame(frame.time_s, frame.frame_id, bytes(data), frame.extended)
+
+
+def _split_due(now_s: float, pending: list) -> tuple[list, list]:
+    """(entries due by ``now_s``, the rest); each entry starts with its due time."""
+    due = [entry for entry in pending if entry[0] <= now_s + 1e-9]
+    return due, [entry for entry in pending if entry[0] > now_s + 1e-9]
 
 
 def _with_alive(frame: Frame, alive: int) -> Frame:
