@@ -14,6 +14,13 @@ from typing import Protocol, TextIO
 
 import can
 
+CLOCK_EPS_S = 1e-9  # cycle comparisons on a clock that counts in float steps
+
+
+def due(now_s: float, last_s: float | None, period_s: float) -> bool:
+    """Whether a cyclic frame last sent at ``last_s`` is due again."""
+    return last_s is None or now_s - last_s >= period_s - CLOCK_EPS_S
+
 
 @dataclass(frozen=True)
 class Frame:

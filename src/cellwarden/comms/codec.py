@@ -7,6 +7,7 @@ and whether the CRC holds. Every layout comes from the DBC file.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -53,13 +54,48 @@ class FrameCodec:
             for mux in signal.multiplexer_ids or ():
                 self._mux_zeros.setdefault(mux, {})[signal.name] = 0
         self._has_choices = any(s.choices for s in message.signals)
+        self._ranges = {
+            s.name: (float(s.minimum), float(s.maximum))
+            for s in message.signals
+            if s.minimum is not None and s.maximum is not None
+        }
+        self._labels = {
+            s.name: {str(label): float(raw) for raw, label in s.choices.items()}
+            for s in message.signals
+            if s.choices
+        }
+
+    @property
+    def cycle_s(self) -> float:
+        """The message's send period from the DBC's ``GenMsgCycleTime``."""
+        if not self.message.cycle_time:
+            raise ValueError(f"{self.name}: the DBC file gives no cycle time")
+        return self.message.cycle_time / 1000.0
+
+    def raw(self, name: str, value: float | str) -> float:
+        """A decoded value as a number: a value-table label back to its raw value."""
+        if not isinstance(value, str):
+            return float(value)
+        number = self._labels.get(name, {}).get(value)
+        if number is None:
+            raise FrameError(f"{self.name}: {name} has no value {value!r}")
+        return number
+
+    def _saturated(self, name: str, value: float | str) -> float | str:
+        """``value`` within the signal's DBC range; NaN becomes the value nearest zero."""
+        limits = self._ranges.get(name)
+        if limits is None or isinstance(value, str):
+            return value
+        number = 0.0 if math.isnan(value) else float(value)
+        return min(max(number, limits[0]), limits[1])
 
     def encode(self, values: Mapping[str, float | str], alive: int | None = None) -> bytes:
         """Bytes of a frame; plain signals not given are zero, out-of-range values saturate."""
         full = dict(self._zeros)
         if self.mux_signal is not None:
             full.update(self._mux_zeros.get(int(values.get(self.mux_signal, 0)), {}))
-        full.update(values)
+        for name, value in values.items():
+            full[name] = self._saturated(name, value)
         if self.alive_signal is not None:
             full[self.alive_signal] = (alive or 0) % ALIVE_MODULO
         try:

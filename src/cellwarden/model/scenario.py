@@ -101,6 +101,23 @@ class ChargerSpec(BaseModel):
     ignores_limits: bool = False
 
 
+class BusesSpec(BaseModel):
+    """Which links of a single-string system go over CAN (``charger.dbc``, ``external.dbc``)
+    rather than straight to the plant; a master always reads its slaves over CAN."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    charger: bool = Field(default=True, description="charger negotiation on the charger bus")
+    vehicle: bool = Field(default=True, description="limits and state on the external bus")
+    period_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=1.0,
+        description="how often the nodes on these buses run (default: the BMS's main period; "
+        "frames the DBC sends faster go out once per run)",
+    )
+
+
 class Scenario(BaseModel):
     """Everything one simulation run needs."""
 
@@ -124,6 +141,7 @@ class Scenario(BaseModel):
     )
     board: BoardSpec = BoardSpec()
     bms: BmsSettings = BmsSettings()
+    buses: BusesSpec = BusesSpec()
 
     @model_validator(mode="after")
     def _check_faults(self) -> Scenario:

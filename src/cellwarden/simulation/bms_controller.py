@@ -3,11 +3,14 @@
 A standalone string's BMS reads its board's front end directly. A master-slave string's BMS
 reads its slaves through the internal CAN bus: each main cycle the master triggers, the
 simulated daisy chain carries the frames to the slave nodes and back, then the master's BMS
-runs on what arrived.
+runs on what arrived. A single string negotiates with the charger over the charger bus and
+publishes its state and limits to the vehicle (or inverter) over the external bus, as the
+scenario's ``[buses]`` says; the charger and the vehicle controller are simulated nodes there.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,15 +19,21 @@ import numpy as np
 from cellwarden.bms.event_log import BmsEvent
 from cellwarden.bms.string_bms import StringBms, StringConfig
 from cellwarden.comms.can_bus import CanNetwork
+from cellwarden.comms.charger_can import CanChargerLink
+from cellwarden.comms.external_can import BMS_TIMEOUT_S, VEHICLE_TIMEOUT_S, ExternalCanLink
 from cellwarden.comms.slave_chain import SlaveChainMonitor
 from cellwarden.comms.slave_node import SlaveNode
 from cellwarden.hardware.sim_board import build_master_slave_boards, build_string_board
 from cellwarden.model.scenario import Scenario
 from cellwarden.model.system import StringSpec
 from cellwarden.plant.system_plant import SystemPlant
+from cellwarden.simulation.can_charger import SimulatedCanCharger
 from cellwarden.simulation.controller import PeriodicTask
 from cellwarden.simulation.daisy_chain import DaisyChain, SlaveTap
 from cellwarden.simulation.events import EventLog
+from cellwarden.simulation.vehicle_node import SimulatedVehicleController
+
+Tick = Callable[[float], None]
 
 
 @dataclass
@@ -57,6 +66,7 @@ class ClosedLoopController:
         self.plant = plant
         self.events = events
         self.network = CanNetwork(log_path=can_log)
+        self._bus_ticks: list[Tick] = []  # the BMS's side first, then the simulated nodes
         self.nodes = [
             self._string_node(index, string) for index, string in enumerate(plant.layout.strings)
         ]
@@ -80,19 +90,53 @@ class ClosedLoopController:
         ignores = scenario.profile.ignores_limits
         if string.slaves == 0:
             board = build_string_board(plant, index, scenario.board, scenario.seed, ignores)
-            bms = StringBms(
-                self._config(string), board.monitor, board.current, board.power_path,
-                board.charger if single else None, board.load if single else None,
-            )  # fmt: skip
-            node = StringNode(string.name, bms)
+            monitor, current, power_path = board.monitor, board.current, board.power_path
+            charger, load = board.charger, board.load
+            chain = daisy_chain = None
         else:
-            node = self._master_node(index, string, single, ignores)
-        node.bms.log.listeners.append(self._forward(string.name))
-        return node
+            boards = build_master_slave_boards(plant, index, scenario.board, scenario.seed, ignores)
+            chain, daisy_chain = self._slave_chain(index, boards)
+            monitor, current, power_path = chain, boards.current, boards.power_path
+            charger, load = boards.charger, boards.load
+        bms = StringBms(self._config(string), monitor, current, power_path)
+        if single:
+            bms.charger = self._charger_bus() if scenario.buses.charger else charger
+            bms.load = self._vehicle_bus(bms) if scenario.buses.vehicle else load
+        bms.log.listeners.append(self._forward(string.name))
+        return StringNode(string.name, bms, chain, daisy_chain)
 
-    def _master_node(self, index: int, string: StringSpec, single: bool, ignores: bool):
+    @property
+    def _bus_period_s(self) -> float:
+        return self.scenario.buses.period_s or self.scenario.timing.main_period_s
+
+    def _charger_bus(self) -> CanChargerLink:
+        """The charger bus: the BMS's link and the simulated charger."""
+        link = CanChargerLink(self.network.port("charger"))
+        charger = SimulatedCanCharger(self.network.port("charger"), self.plant)
+        self._bus_ticks += [link.tick, charger.tick]
+        return link
+
+    def _vehicle_bus(self, bms: StringBms) -> ExternalCanLink:
+        """The external bus: the BMS's link and the simulated vehicle controller."""
+        scale = max(1.0, 3.0 * self._bus_period_s / BMS_TIMEOUT_S)
+        link = ExternalCanLink(
+            self.network.port("vehicle"), bms.protection.rules, VEHICLE_TIMEOUT_S * scale
+        )
+        vehicle = SimulatedVehicleController(
+            self.network.port("vehicle"), self.plant, self.scenario.profile.ignores_limits,
+            BMS_TIMEOUT_S * scale,
+        )  # fmt: skip
+
+        def bms_side(now_s: float) -> None:
+            link.tick(now_s, bms.state)
+            bms.wanted_on = link.connect_requested  # the key switch, over the bus
+
+        self._bus_ticks += [bms_side, vehicle.tick]
+        return link
+
+    def _slave_chain(self, index: int, boards) -> tuple[SlaveChainMonitor, DaisyChain]:
         scenario, plant = self.scenario, self.plant
-        boards = build_master_slave_boards(plant, index, scenario.board, scenario.seed, ignores)
+        single = plant.layout.string_count == 1
         bus = "internal" if single else f"internal-{index + 1}"
         taps = [SlaveTap() for _ in boards.front_ends]
         slaves = [
@@ -110,11 +154,7 @@ class ClosedLoopController:
             plant, index, self.network.port(bus), slaves, taps,
             np.random.default_rng([scenario.seed, 0xC4A1, index]),
         )  # fmt: skip
-        bms = StringBms(
-            self._config(string), chain, boards.current, boards.power_path,
-            boards.charger if single else None, boards.load if single else None,
-        )  # fmt: skip
-        return StringNode(string.name, bms, chain, daisy_chain)
+        return chain, daisy_chain
 
     def _forward(self, string_name: str):
         def forward(event: BmsEvent) -> None:
@@ -129,10 +169,17 @@ class ClosedLoopController:
 
     def tasks(self) -> list[PeriodicTask]:
         timing = self.scenario.timing
-        return [
+        tasks = [
             PeriodicTask("protection", timing.protection_period_s, self._fast),
             PeriodicTask("main", timing.main_period_s, self._main),
         ]
+        if self._bus_ticks:
+            tasks.append(PeriodicTask("buses", self._bus_period_s, self._buses))
+        return tasks
+
+    def _buses(self, now_s: float) -> None:
+        for tick in self._bus_ticks:
+            tick(now_s)
 
     def _fast(self, now_s: float) -> None:
         for node in self.nodes:
