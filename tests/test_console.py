@@ -433,3 +433,34 @@ def test_a_failing_port_is_counted_never_raised(bms: StringBms) -> None:
     assert console.poll(31.0) == 1
     assert console.port_errors == 1
     assert "disconnected" in console.last_port_error
+
+
+def test_simulate_serves_the_console_on_a_pseudo_terminal(tmp_path):
+    """`cellwarden simulate --console pty` paces the run and answers a user on the pty."""
+    import re
+    import select
+    import subprocess
+    import sys
+    import time
+
+    command = [
+        sys.executable, "-c", "from cellwarden.cli import app; app()", "simulate",
+        "utility-cart-24s", "--duration", "40", "--out", str(tmp_path), "--console", "pty",
+        "--speed", "10",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        device = re.search(r"(/dev/pts/\d+)", process.stderr.readline()).group(1)
+        fd = os.open(device, os.O_RDWR | os.O_NOCTTY)
+        time.sleep(0.5)  # at 10x, the first main tasks have run
+        os.write(fd, b"status\r\n")
+        reply = b""
+        deadline = time.monotonic() + 10.0
+        while not reply.endswith(b"OK\r\n") and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.5)[0]:
+                reply += os.read(fd, 4096)
+        os.close(fd)
+        assert b"path_state=" in reply and reply.endswith(b"OK\r\n")
+        assert process.wait(timeout=60) == 0
+    finally:
+        process.kill()

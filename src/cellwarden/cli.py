@@ -24,6 +24,7 @@ console = Console()
 error_console = Console(stderr=True)
 
 PROGRESS_THRESHOLD_S = 600.0
+CONSOLE_POLL_S = 0.1  # simulated seconds between serial console polls
 
 
 def _fail(error: Exception) -> typer.Exit:
@@ -95,6 +96,24 @@ def simulate(
             "(timestamps in simulated seconds).",
         ),
     ] = None,
+    console_port: Annotated[
+        str | None,
+        typer.Option(
+            "--console",
+            help="Serve the first string's serial console on this port while the run goes on: "
+            "a pyserial URL or device path, or 'pty' for a new pseudo-terminal (its path is "
+            "printed; open it with screen or picocom). Paces the run at --speed.",
+        ),
+    ] = None,
+    speed: Annotated[
+        float | None,
+        typer.Option(
+            "--speed",
+            min=0.001,
+            help="Pace the simulated clock at K times real time "
+            "(default: as fast as possible; 1 with --console).",
+        ),
+    ] = None,
 ) -> None:
     """Run a scenario and write its time series, events, summary and plot."""
     from cellwarden.simulation.report import write_results
@@ -105,10 +124,13 @@ def simulate(
         simulation = Simulation(spec, duration_s=duration, can_log=can_log)
     except ConfigError as error:
         raise _fail(error) from None
+    if console_port is not None:
+        speed = speed or 1.0
+        _attach_console(simulation, console_port)
     show_progress = (
         not as_json and sys.stderr.isatty() and simulation.duration_s >= PROGRESS_THRESHOLD_S
     )
-    result = simulation.run(progress=show_progress)
+    result = simulation.run(progress=show_progress, speed=speed)
     folder = out or Path("out") / spec.name
     paths = write_results(result, folder)
     summary = result.summary
@@ -124,6 +146,24 @@ def simulate(
         f"{summary['event_count']} events"
     )
     console.print(f"results in [bold]{folder}[/] ({', '.join(p.name for p in paths.values())})")
+
+
+def _attach_console(simulation, spec: str) -> None:
+    """Poll a serial console on the first string's BMS every 100 ms of simulated time."""
+    from cellwarden.comms.console import SerialConsole
+    from cellwarden.comms.console_port import open_console_port
+    from cellwarden.simulation.controller import PeriodicTask
+
+    bms_list = getattr(simulation.controller, "bms", None)
+    if not bms_list:
+        raise _fail("--console needs the BMS in the loop (controller = 'bms')")
+    try:
+        port, name = open_console_port(spec)
+    except ValueError as error:
+        raise _fail(error) from None
+    console = SerialConsole(port, bms_list[0])
+    simulation.add_task(PeriodicTask("console", CONSOLE_POLL_S, console.poll))
+    error_console.print(f"serial console on [bold]{name}[/] (type 'help')")
 
 
 @app.command()

@@ -18,7 +18,7 @@ from cellwarden.plant.duty import DutyMode, DutyProfile
 from cellwarden.plant.profiles import PackRating, build_profile
 from cellwarden.plant.system_plant import SystemPlant
 from cellwarden.simulation.bms_controller import closed_loop
-from cellwarden.simulation.controller import ControllerFactory, open_loop
+from cellwarden.simulation.controller import ControllerFactory, PeriodicTask, open_loop
 from cellwarden.simulation.events import EventLog
 from cellwarden.simulation.recorder import Recorder
 from cellwarden.simulation.truth import GroundTruthMonitor
@@ -109,15 +109,21 @@ class Simulation:
         self.controller = controller_factory(scenario, self.plant, self.events)
         self.recorder = Recorder(self.plant, telemetry=getattr(self.controller, "telemetry", None))
         self.truth = GroundTruthMonitor(self.plant, self.events)
+        self._extra_tasks: list[PeriodicTask] = []
 
     def _ticks(self, seconds: float) -> int:
         return max(1, round(seconds / self.dt_s))
 
-    def run(self, progress: bool = False) -> RunResult:
-        """Run to the end; ``progress`` shows a progress bar on the terminal."""
+    def add_task(self, task: PeriodicTask) -> None:
+        """Run ``task`` beside the controller's own (e.g. a serial console's poll)."""
+        self._extra_tasks.append(task)
+
+    def run(self, progress: bool = False, speed: float | None = None) -> RunResult:
+        """Run to the end; ``progress`` shows a progress bar on the terminal; ``speed`` paces
+        the simulated clock at that many times real time (default: as fast as possible)."""
         started = time.perf_counter()
         total = round(self.duration_s / self.dt_s)
-        tasks = self.controller.tasks()
+        tasks = [*self.controller.tasks(), *self._extra_tasks]
         task_periods = [self._ticks(task.period_s) for task in tasks]
         next_task = [0] * len(tasks)
         log_period = self._ticks(self.scenario.timing.log_period_s)
@@ -164,6 +170,8 @@ class Simulation:
             target = min(upcoming)
             self.plant.advance((target - tick) * self.dt_s)
             tick = target
+            if speed is not None:
+                time.sleep(max(0.0, started + tick * self.dt_s / speed - time.perf_counter()))
             if bar is not None:
                 bar.update(tick * self.dt_s)
         if bar is not None:
