@@ -10,7 +10,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import bms_cycle, health_accuracy, plant_throughput, soc_accuracy
+from bench import (
+    bms_cycle,
+    can_bus_load,
+    closed_loop_can_speed,
+    health_accuracy,
+    plant_throughput,
+    soc_accuracy,
+)
 
 RESULTS = Path(__file__).parent / "results"
 BENCHES = {
@@ -18,6 +25,8 @@ BENCHES = {
     "bms_cycle": bms_cycle.measure,
     "soc_accuracy": soc_accuracy.measure,
     "health_accuracy": health_accuracy.measure,
+    "can_bus_load": can_bus_load.measure,
+    "closed_loop_can_speed": closed_loop_can_speed.measure,
 }
 
 
@@ -36,9 +45,11 @@ def main(names: list[str]) -> None:
     for name, measure in BENCHES.items():
         if names and name not in names:
             continue
-        rows = measure()
-        console.print(_table(name, rows))
-        report = {"machine": platform.platform(), "rows": rows}
+        result = measure()  # one table's rows, or several tables by title
+        tables = result if isinstance(result, dict) else {name: result}
+        for title, rows in tables.items():
+            console.print(_table(title, rows))
+        report = {"machine": platform.platform(), "rows": result}
         (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2))
     console.print(f"results written to {RESULTS}/")
 
