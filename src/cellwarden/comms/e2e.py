@@ -45,6 +45,19 @@ class Verdict(Enum):
     SKIPPED = "skipped"  # counter jumped: frames were lost in between (data still valid)
 
 
+class AliveCounters:
+    """A sender's alive counter per identifier."""
+
+    def __init__(self) -> None:
+        self._next: dict[int, int] = {}
+
+    def next(self, frame_id: int) -> int:
+        """The counter for the next frame of ``frame_id`` (0, 1, ..., 15, 0, ...)."""
+        value = self._next.get(frame_id, 0)
+        self._next[frame_id] = (value + 1) % ALIVE_MODULO
+        return value
+
+
 class AliveCheck:
     """The receiver's view of one identifier's alive counter."""
 

@@ -15,7 +15,7 @@ from cellwarden.bms.protection import Action, Rule
 from cellwarden.comms.can_bus import Frame, FramePort, due
 from cellwarden.comms.codec import BusCodec, FrameError
 from cellwarden.comms.dbc import load_dbc
-from cellwarden.comms.e2e import ALIVE_MODULO, AliveCheck, Verdict
+from cellwarden.comms.e2e import AliveCheck, AliveCounters, Verdict
 
 if TYPE_CHECKING:
     from cellwarden.bms.string_bms import BmsState
@@ -92,7 +92,7 @@ class ExternalCanLink:
         self.regen_a = 0.0
         self.ready = False
         self.decode_errors = 0
-        self._alive = dict.fromkeys(BMS_FRAMES, 0)
+        self._alive = AliveCounters()
         self._last_sent_s: dict[str, float] = {}
         self._command_alive = AliveCheck()
         self._connect = False
@@ -138,8 +138,7 @@ class ExternalCanLink:
 
     def _send(self, now_s: float, name: str, values: dict[str, float | str]) -> None:
         codec = self._codecs[name]
-        data = codec.encode(values, alive=self._alive[name])
-        self._alive[name] = (self._alive[name] + 1) % ALIVE_MODULO
+        data = codec.encode(values, alive=self._alive.next(codec.frame_id))
         self.port.send(Frame(now_s, codec.frame_id, data, codec.extended))
         self._last_sent_s[name] = now_s
 

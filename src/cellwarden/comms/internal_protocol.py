@@ -108,15 +108,3 @@ def internal_codec() -> BusCodec:
 
 def trigger_codec() -> FrameCodec:
     return internal_codec()["MasterTrigger"]
-
-
-class AliveCounters:
-    """A sender's alive counter per identifier."""
-
-    def __init__(self) -> None:
-        self._next: dict[int, int] = {}
-
-    def next(self, frame_id: int) -> int:
-        value = self._next.get(frame_id, 0)
-        self._next[frame_id] = (value + 1) % 16
-        return value

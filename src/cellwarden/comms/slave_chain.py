@@ -18,13 +18,12 @@ import numpy as np
 
 from cellwarden.comms.can_bus import Frame, FramePort
 from cellwarden.comms.codec import FrameCodec, FrameError
-from cellwarden.comms.e2e import AliveCheck, Verdict
+from cellwarden.comms.e2e import AliveCheck, AliveCounters, Verdict
 from cellwarden.comms.internal_protocol import (
     CELLS_PER_FRAME,
     NTC_OPEN,
     NTC_SHORT,
     SENSORS_PER_FRAME,
-    AliveCounters,
     SlaveMessages,
     bits_to_mask,
     mask_to_bits,

@@ -13,8 +13,8 @@ import numpy as np
 
 from cellwarden.comms.can_bus import Frame, FramePort
 from cellwarden.comms.codec import FrameError
+from cellwarden.comms.e2e import AliveCounters
 from cellwarden.comms.internal_protocol import (
-    AliveCounters,
     SlaveState,
     bits_to_mask,
     mask_to_bits,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from cellwarden.comms.can_bus import Frame, FramePort, due
 from cellwarden.comms.codec import FrameError
-from cellwarden.comms.e2e import ALIVE_MODULO, AliveCheck, Verdict
+from cellwarden.comms.e2e import AliveCheck, AliveCounters, Verdict
 from cellwarden.comms.external_can import (
     BMS_TIMEOUT_S,
     COMMAND,
@@ -51,7 +51,7 @@ class SimulatedVehicleController:
         self.regen_a = 0.0
         self._seen_s: dict[int, float] = {}
         self._alive = {frame_id: AliveCheck() for frame_id in self._codecs}
-        self._alive_counter = 0
+        self._alive_out = AliveCounters()
         self._last_sent_s: float | None = None
         self._now_s = 0.0
         self.load.publish(0.0, 0.0, False)  # nothing heard from the BMS yet
@@ -106,8 +106,8 @@ class SimulatedVehicleController:
     def _send(self, now_s: float) -> None:
         codec = self._command
         data = codec.encode(
-            {"Veh_ConnectRequest": int(self.connect_request)}, alive=self._alive_counter
+            {"Veh_ConnectRequest": int(self.connect_request)},
+            alive=self._alive_out.next(self._command.frame_id),
         )
-        self._alive_counter = (self._alive_counter + 1) % ALIVE_MODULO
         self.port.send(Frame(now_s, codec.frame_id, data, codec.extended))
         self._last_sent_s = now_s
