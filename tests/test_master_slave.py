@@ -45,16 +45,24 @@ def logged_run(tmp_path_factory) -> tuple[RunResult, list[can.Message]]:
     return result, list(can.LogReader(str(path)))
 
 
-def test_every_internal_frame_decodes_with_cantools_and_carries_a_valid_crc(logged_run):
+def test_every_frame_of_every_bus_decodes_with_cantools(logged_run):
+    """Internal, charger and vehicle buses, each with its own DBC file; the E2E-protected
+    buses' CRC checked with an independent CRC-8 SAE J1850."""
     _, messages = logged_run
-    db = cantools.database.load_file(dbc_path("internal"))
-    internal = [m for m in messages if m.channel == "internal"]
-    assert len(internal) > 1000
-    for message in internal:
-        decoded = db.decode_message(message.arbitration_id, message.data)
+    databases = {
+        "internal": cantools.database.load_file(dbc_path("internal")),
+        "charger": cantools.database.load_file(dbc_path("charger")),
+        "vehicle": cantools.database.load_file(dbc_path("external")),
+    }
+    channels = {m.channel for m in messages}
+    assert channels == set(databases)
+    assert sum(m.channel == "internal" for m in messages) > 1000
+    for message in messages:
+        decoded = databases[message.channel].decode_message(message.arbitration_id, message.data)
         assert decoded  # cantools knows the identifier and the layout
-        ident = message.arbitration_id.to_bytes(2, "little")
-        assert Crc8SaeJ1850.calc(ident + bytes(message.data[:-1])) == message.data[-1]
+        if message.channel != "charger":  # the Elcon/TC protocol has no E2E fields
+            ident = message.arbitration_id.to_bytes(2, "little")
+            assert Crc8SaeJ1850.calc(ident + bytes(message.data[:-1])) == message.data[-1]
 
 
 def test_alive_counters_count_up_per_identifier(logged_run):
@@ -95,7 +103,7 @@ def test_can_log_is_candump_format_in_simulated_seconds(logged_run):
     times = [m.timestamp for m in messages]
     assert times == sorted(times)
     assert times[0] >= 0.0 and times[-1] <= result.plant.time_s + 1e-6
-    assert {m.channel for m in messages} >= {"internal"}
+    assert {m.channel for m in messages} == {"internal", "charger", "vehicle"}
 
 
 def test_contactors_close_negative_precharge_positive_then_open_precharge(monkeypatch):
