@@ -154,7 +154,7 @@ def test_cells_show_the_last_sample_the_estimate_and_the_balancer(
     assert reply[0] == "cell voltage_v soc_pct balancing"
     assert reply[-1] == "OK"
     rows = [line.split() for line in reply[1:-1]]
-    voltage_v = bms._voltages.cell_voltage_v
+    voltage_v = bms.voltages.cell_voltage_v
     assert [int(r[0]) for r in rows] == list(range(1, bms.config.series + 1))
     np.testing.assert_allclose([float(r[1]) for r in rows], voltage_v, atol=5e-5)
     np.testing.assert_allclose([float(r[2]) for r in rows], 100 * bms.estimator.soc, atol=5e-3)
@@ -209,7 +209,7 @@ def test_get_lists_the_settable_keys_with_values_and_model_ranges(
 def test_set_threshold_changes_what_the_balancer_does(user: PtyUser, bms: StringBms) -> None:
     balancer = bms.balancer
     soc, capacity_ah = bms.estimator.soc, bms.capacity.capacity_ah
-    cell_v = bms._voltages.cell_voltage_v
+    cell_v = bms.voltages.cell_voltage_v
 
     def bleeding() -> np.ndarray:
         balancer.mask[:] = False

@@ -353,6 +353,11 @@ class StringBms:
                 self.charger.stop()
 
     # --- reporting -------------------------------------------------------------------------
+    @property
+    def voltages(self) -> VoltageSample | None:
+        """The last cell-voltage sample the main task used (None before the first)."""
+        return self._voltages
+
     def _status(self) -> ProtectionStatus:
         return self.protection.status()
 

@@ -127,7 +127,7 @@ class ConsoleBms(Protocol):
     def balancer(self) -> _HasMask: ...
 
     @property
-    def _voltages(self) -> VoltageSample | None: ...  # the last cell-voltage sample
+    def voltages(self) -> VoltageSample | None: ...
 
     def apply_settings(self, settings: BmsSettings) -> None: ...
 
@@ -319,7 +319,7 @@ class SerialConsole:
         return [*(f"{key}={value}" for key, value in values.items()), "OK"]
 
     def _cells(self, args: list[str], now_s: float) -> list[str]:
-        sample = self.bms._voltages
+        sample = self.bms.voltages
         if sample is None:
             return ["ERR no data yet: the BMS has not measured the cells"]
         voltage_v = sample.cell_voltage_v

@@ -587,7 +587,7 @@ def _corruption_judge(result: RunResult, scenario: Scenario) -> Verdict:
     controller = result.controller
     chain = controller.nodes[0].chain
     cell_v = result.plant.gs[k.G_VOLT, : scenario.system.strings[0].pack.series]
-    seen_v = _bms(result)._voltages.cell_voltage_v
+    seen_v = _bms(result).voltages.cell_voltage_v
     error_mv = 1000.0 * float(np.nanmax(np.abs(seen_v - cell_v)))
     severe = [e.code for e in _bms(result).log.events if e.kind == "trip"]
     return _verdict(
