@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cellwarden.comms.can_bus import Frame, FramePort, due
-from cellwarden.comms.codec import BusCodec, FrameError
-from cellwarden.comms.dbc import load_dbc
+from cellwarden.comms.codec import BusCodec, FrameError, bus_codec
 
 REQUEST = "ChargerRequest"
 STATUS = "ChargerStatus"
@@ -30,7 +29,7 @@ STATUS_FLAGS = {  # ChargerStatus signal -> ChargerStatus field
 
 def charger_codec() -> BusCodec:
     """The codecs of every charger-bus message."""
-    return BusCodec(load_dbc("charger").messages)
+    return bus_codec("charger")
 
 
 @dataclass(frozen=True)

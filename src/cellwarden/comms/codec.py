@@ -10,14 +10,20 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 
 from cantools.database.can import Message
 
-from cellwarden.comms.e2e import ALIVE_MODULO, frame_crc
+from cellwarden.comms.dbc import load_dbc
+from cellwarden.comms.e2e import ALIVE_MODULO, AliveCheck, Verdict, frame_crc
 
 
 class FrameError(ValueError):
     """A frame that cannot be decoded: wrong length, unknown multiplexer value, bad value."""
+
+
+class RepeatedFrameError(FrameError):
+    """A protected frame whose alive counter did not move: its sender is frozen."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,19 @@ class FrameCodec:
             values.pop(self.crc_signal)
         return Decoded(values, alive, crc_ok)
 
+    def decode_checked(self, data: bytes, alive: AliveCheck | None = None) -> Decoded:
+        """``decode``, refusing a frame whose CRC fails (FrameError) and, given the receiver's
+        ``alive`` check, one whose counter repeats (RepeatedFrameError)."""
+        decoded = self.decode(data)
+        if not decoded.crc_ok:
+            raise FrameError(f"{self.name}: CRC error")
+        if alive is not None:
+            if decoded.alive is None:
+                raise FrameError(f"{self.name}: no alive counter")
+            if alive.judge(decoded.alive) is Verdict.REPEATED:
+                raise RepeatedFrameError(f"{self.name}: alive counter repeated")
+        return decoded
+
 
 class BusCodec:
     """Every message of one DBC file, by identifier and by name."""
@@ -132,3 +151,9 @@ class BusCodec:
 
     def __getitem__(self, name: str) -> FrameCodec:
         return self.by_name[name]
+
+
+@cache
+def bus_codec(name: str) -> BusCodec:
+    """Codecs of every message of a shipped DBC file (built once per file)."""
+    return BusCodec(load_dbc(name).messages)

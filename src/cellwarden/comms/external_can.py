@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING
 
 from cellwarden.bms.protection import Action, Rule
 from cellwarden.comms.can_bus import Frame, FramePort, due
-from cellwarden.comms.codec import BusCodec, FrameError
-from cellwarden.comms.dbc import load_dbc
-from cellwarden.comms.e2e import AliveCheck, AliveCounters, Verdict
+from cellwarden.comms.codec import BusCodec, FrameError, bus_codec
+from cellwarden.comms.e2e import AliveCheck, AliveCounters
 
 if TYPE_CHECKING:
     from cellwarden.bms.string_bms import BmsState
@@ -41,7 +40,7 @@ WARNING_ACTIONS = (Action.WARN, Action.DERATE)
 
 def external_codec() -> BusCodec:
     """The codecs of every external-bus message."""
-    return BusCodec(load_dbc("external").messages)
+    return bus_codec("external")
 
 
 def alarm_kind(code: str) -> str:
@@ -147,11 +146,7 @@ class ExternalCanLink:
         if frame.frame_id != codec.frame_id or frame.extended != codec.extended:
             return
         try:
-            decoded = codec.decode(frame.data)
-            if not decoded.crc_ok or decoded.alive is None:
-                raise FrameError(f"{codec.name}: CRC error")
-            if self._command_alive.judge(decoded.alive) is Verdict.REPEATED:
-                raise FrameError(f"{codec.name}: alive counter repeated")
+            decoded = codec.decode_checked(frame.data, self._command_alive)
             connect = codec.raw("Veh_ConnectRequest", decoded.values["Veh_ConnectRequest"])
         except (FrameError, KeyError, TypeError, ValueError):
             self.decode_errors += 1

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from enum import IntEnum
-from functools import cache
 
 import numpy as np
 
-from cellwarden.comms.codec import BusCodec, FrameCodec
-from cellwarden.comms.dbc import load_dbc
+from cellwarden.comms.codec import BusCodec, FrameCodec, bus_codec
 
 MAX_SLAVES = 16
 MAX_CELLS = 18
@@ -100,10 +98,9 @@ def slave_messages(index: int) -> SlaveMessages:
     return SlaveMessages(index, internal_codec())
 
 
-@cache
 def internal_codec() -> BusCodec:
-    """Codecs of every internal-bus message (built once)."""
-    return BusCodec(load_dbc("internal").messages)
+    """Codecs of every internal-bus message."""
+    return bus_codec("internal")
 
 
 def trigger_codec() -> FrameCodec:

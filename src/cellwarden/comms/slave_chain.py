@@ -17,8 +17,8 @@ from typing import Protocol
 import numpy as np
 
 from cellwarden.comms.can_bus import Frame, FramePort
-from cellwarden.comms.codec import FrameCodec, FrameError
-from cellwarden.comms.e2e import AliveCheck, AliveCounters, Verdict
+from cellwarden.comms.codec import FrameCodec, FrameError, RepeatedFrameError
+from cellwarden.comms.e2e import AliveCheck, AliveCounters
 from cellwarden.comms.internal_protocol import (
     CELLS_PER_FRAME,
     NTC_OPEN,
@@ -151,15 +151,12 @@ class SlaveChainMonitor:
                 continue
             slave, codec = entry
             try:
-                decoded = codec.decode(frame.data)
+                decoded = codec.decode_checked(frame.data, slave.alive[frame.frame_id])
+            except RepeatedFrameError:
+                self.frozen_frames += 1
+                continue
             except FrameError:
                 self.rejected_frames += 1
-                continue
-            if not decoded.crc_ok:
-                self.rejected_frames += 1
-                continue
-            if slave.alive[frame.frame_id].judge(decoded.alive) is Verdict.REPEATED:
-                self.frozen_frames += 1
                 continue
             self._store(slave, codec, decoded.values)
 

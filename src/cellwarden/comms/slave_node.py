@@ -70,11 +70,8 @@ class SlaveNode:
         if codec is None:
             return  # another slave's frame
         try:
-            decoded = codec.decode(frame.data)
+            decoded = codec.decode_checked(frame.data)
         except FrameError:
-            self.rejected_frames += 1
-            return
-        if not decoded.crc_ok:
             self.rejected_frames += 1
             return
         values = decoded.values

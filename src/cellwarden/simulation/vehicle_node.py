@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from cellwarden.comms.can_bus import Frame, FramePort, due
 from cellwarden.comms.codec import FrameError
-from cellwarden.comms.e2e import AliveCheck, AliveCounters, Verdict
+from cellwarden.comms.e2e import AliveCheck, AliveCounters
 from cellwarden.comms.external_can import (
     BMS_TIMEOUT_S,
     COMMAND,
@@ -82,12 +82,7 @@ class SimulatedVehicleController:
         if codec is None or frame.extended != codec.extended:
             return
         try:
-            decoded = codec.decode(frame.data)
-            if not decoded.crc_ok or decoded.alive is None:
-                raise FrameError(f"{codec.name}: CRC error")
-            if self._alive[codec.frame_id].judge(decoded.alive) is Verdict.REPEATED:
-                raise FrameError(f"{codec.name}: alive counter repeated")
-            values = decoded.values
+            values = codec.decode_checked(frame.data, self._alive[codec.frame_id]).values
             if codec.name == STATE:
                 ready = codec.raw("State_Ready", values["State_Ready"]) == 1
             else:
