@@ -8,11 +8,11 @@ from importlib import resources
 import cantools
 from cantools.database.can import Database
 
-DBC_NAMES = ("internal", "charger", "external")
+DBC_NAMES = ("internal", "charger", "external", "system", "inverter")
 
 
 def dbc_path(name: str) -> str:
-    """Path of a shipped DBC file (``internal``, ``charger`` or ``external``)."""
+    """Path of a shipped DBC file (one of ``DBC_NAMES``)."""
     if name not in DBC_NAMES:
         raise ValueError(f"no DBC file named {name!r}; shipped: {', '.join(DBC_NAMES)}")
     return str(resources.files("cellwarden.comms") / "dbc" / f"{name}.dbc")

@@ -12,6 +12,7 @@ from cellwarden.model.board import BoardSpec
 from cellwarden.model.faults import FaultSpec
 from cellwarden.model.library import read_toml, validate
 from cellwarden.model.system import SystemSpec
+from cellwarden.model.system_master import SystemMasterSettings
 
 
 class SpreadSpec(BaseModel):
@@ -102,13 +103,18 @@ class ChargerSpec(BaseModel):
 
 
 class BusesSpec(BaseModel):
-    """Which links of a single-string system go over CAN (``charger.dbc``, ``external.dbc``)
+    """Which links go over CAN (``charger.dbc``, ``external.dbc``)
     rather than straight to the plant; a master always reads its slaves over CAN."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     charger: bool = Field(default=True, description="charger negotiation on the charger bus")
     vehicle: bool = Field(default=True, description="limits and state on the external bus")
+    inverter: bool = Field(
+        default=False,
+        description="the system's limits to an inverter or charger over the Victron/Pylontech "
+        "inverter CAN (replaces the charger and vehicle buses)",
+    )
     period_s: float | None = Field(
         default=None,
         gt=0,
@@ -142,6 +148,7 @@ class Scenario(BaseModel):
     board: BoardSpec = BoardSpec()
     bms: BmsSettings = BmsSettings()
     buses: BusesSpec = BusesSpec()
+    system_master: SystemMasterSettings = SystemMasterSettings()
 
     @model_validator(mode="after")
     def _check_faults(self) -> Scenario:
