@@ -517,15 +517,13 @@ def test_series_stack_above_1500_v_is_rejected():
     assert "1500" in message
 
 
-def test_multi_master_needs_two_strings():
-    with pytest.raises(ValidationError, match="at least 2 strings"):
+def test_multi_master_string_count_range():
+    string = {"pack": {"cell": "lfp-prismatic-280ah", "series": 16}, "cells_per_slave": 18}
+    pilot = SystemSpec.model_validate({"architecture": "multi-master", "strings": [string]})
+    assert pilot.string_count == 1  # a pilot rack behind its system master, ready to grow
+    with pytest.raises(ValidationError, match=r"17 strings are outside the allowed range 1\.\.16"):
         SystemSpec.model_validate(
-            {
-                "architecture": "multi-master",
-                "strings": [
-                    {"pack": {"cell": "lfp-prismatic-280ah", "series": 240}, "cells_per_slave": 12}
-                ],
-            }
+            {"architecture": "multi-master", "strings": [{**string, "count": 17}]}
         )
 
 

@@ -61,6 +61,19 @@ def classify(
     return frozenset(alarms), frozenset(warnings)
 
 
+def code_number(code: str) -> int:
+    """A code's digits as a number (B1102 -> 1102); 9999 when it has none."""
+    digits = code[1:]
+    return min(int(digits), 9999) if digits.isdigit() else 9999
+
+
+def worst_code(codes: Iterable[str], rules: Iterable[Rule]) -> int:
+    """The number of the active code with the most severe action (0 when none is active)."""
+    actions = {rule.code: rule.action for rule in rules}
+    worst = max(codes, key=lambda code: actions.get(code, Action.OPEN), default=None)
+    return 0 if worst is None else code_number(worst)
+
+
 def to_mask(alarms: Iterable[Alarm]) -> int:
     """Alarm categories as a bit mask (bit n: the n-th category in declaration order)."""
     mask = 0

@@ -122,8 +122,11 @@ class StringBms:
         self.counters = StressCounters(
             capacity_ah, limits.cell_voltage_v.lower.rsl, limits.cell_voltage_v.upper.rsl
         )
-        nominal_r0 = float(self.model.at(np.array([0.5]), np.array([25.0])).r0_ohm[0])
-        self.plausibility = Plausibility(settings.diagnosis, RESISTANCE_BOUND_FACTOR * nominal_r0)
+        # a series group's ohmic resistance at 50 % SoC and 25 °C
+        self.nominal_r0_ohm = float(self.model.at(np.array([0.5]), np.array([25.0])).r0_ohm[0])
+        self.plausibility = Plausibility(
+            settings.diagnosis, RESISTANCE_BOUND_FACTOR * self.nominal_r0_ohm
+        )
         self.pack_soc = PackSoc()
         self._temperature_map = TemperatureMap(monitor.sensor_cells, config.series)
         self.wanted_on = True  # the user (key switch, inverter) wants the pack connected

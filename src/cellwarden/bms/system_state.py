@@ -33,7 +33,7 @@ class StringReport:
     time_s: float
     path_state: str  # the string's power path: standby, precharge, normal, opening, fault
     connected: bool
-    fault: bool  # a protection that opens the path is active
+    fault: bool  # a protection that opens the path is active, or the path is broken
     charge_allowed: bool
     discharge_allowed: bool
     pack_voltage_v: float
@@ -52,6 +52,17 @@ class StringReport:
     warnings: frozenset[Alarm] = frozenset()
     worst_code: int = 0  # digits of the most severe active DTC (B1103 -> 1103), 0 for none
     balancing_cells: int = 0
+
+
+@dataclass(frozen=True)
+class StringCommand:
+    """What the system master tells one string."""
+
+    connect: bool
+    charge_allowed: bool = False
+    discharge_allowed: bool = False
+    charge_current_a: float = 0.0  # the share of the system's limits allotted to the string
+    discharge_current_a: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from cellwarden.bms.alarms import code_number
 from cellwarden.bms.protection import Action, Rule
 from cellwarden.comms.can_bus import Frame, FramePort, due
 from cellwarden.comms.codec import BusCodec, FrameError, bus_codec
@@ -56,12 +57,6 @@ def alarm_kind(code: str) -> str:
     if code.startswith(("B17", "B18")):
         return "InsulationComm"
     return "Internal"
-
-
-def code_number(code: str) -> int:
-    """A code's digits as a number (B1102 -> 1102); 9999 when it has none."""
-    digits = code[1:]
-    return min(int(digits), 9999) if digits.isdigit() else 9999
 
 
 class ExternalCanLink:

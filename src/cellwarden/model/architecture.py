@@ -34,3 +34,9 @@ MAX_SLAVES = 16
 MASTER_SLAVE_MIN_SERIES = 5
 MASTER_SLAVE_MAX_SERIES = 288
 MAX_STRING_VOLTAGE_V = 1500.0
+MAX_STRINGS = 16  # string masters on one system bus
+INVERTER_CAN_MAX_VOLTAGE_V = 327.67  # the inverter CAN's 0x356 carries s16 × 0.01 V
+STANDALONE_BALANCING_CURRENT_A = (0.40, 0.42)
+"""Passive balancing current range of a standalone board (min, max)."""
+MASTER_SLAVE_BALANCING_CURRENT_A = (0.40, 1.0)
+"""Passive balancing current range of a slave, commanded by its master (min, max)."""

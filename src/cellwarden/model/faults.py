@@ -81,7 +81,13 @@ class ExternalShort(_Fault):
     resistance_ohm: float = Field(default=0.01, gt=0)
 
 
-class SlaveFault(_Fault):
+class _TransientFault(_Fault):
+    duration_s: float | None = Field(
+        default=None, gt=0, description="how long the fault lasts (default: for good)"
+    )
+
+
+class SlaveFault(_TransientFault):
     """A slave module misbehaves: it falls silent, or it freezes and repeats its last frames
     (alive counter stuck)."""
 
@@ -91,7 +97,7 @@ class SlaveFault(_Fault):
     mode: Literal["silent", "frozen"] = "silent"
 
 
-class ChainFault(_Fault):
+class ChainFault(_TransientFault):
     """The daisy chain degrades: it breaks, loses or corrupts frames, or delays them."""
 
     kind: Literal["chain_fault"]
@@ -107,8 +113,18 @@ class ChainFault(_Fault):
     latency_s: float = Field(default=0.0, ge=0, le=60, description="latency: added delay")
 
 
+class NodeSilence(_TransientFault):
+    """A node of a multi-master system stops transmitting: a string master on the system bus
+    (it still hears commands), the system master itself (dead: it neither hears nor sends), or
+    the inverter on the inverter bus (its keep-alive stops)."""
+
+    kind: Literal["node_silence"]
+    node: Literal["string_master", "system_master", "inverter"]
+    string: int = Field(default=0, ge=0, description="string_master: which string")
+
+
 SensorFault = SensorStuck | SensorDrift | OpenWire | NtcFault
-CommFault = SlaveFault | ChainFault
+CommFault = SlaveFault | ChainFault | NodeSilence
 HardwareFault = SensorFault | CommFault
 """Faults of the measurement and communication hardware: the plant records them, the simulated
 drivers and buses apply them."""
@@ -123,6 +139,7 @@ FaultSpec = Annotated[
     | CoolingFailure
     | ExternalShort
     | SlaveFault
-    | ChainFault,
+    | ChainFault
+    | NodeSilence,
     Field(discriminator="kind"),
 ]

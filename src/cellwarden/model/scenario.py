@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from cellwarden.model.architecture import INVERTER_CAN_MAX_VOLTAGE_V, Topology
 from cellwarden.model.bms import BmsSettings
 from cellwarden.model.board import BoardSpec
 from cellwarden.model.faults import FaultSpec
@@ -31,17 +32,20 @@ class InitialState(BaseModel):
 
     soc_pct: float = Field(default=80.0, ge=0, le=100)
     temp_c: float | None = Field(default=None, ge=-40, le=80, description="default: ambient")
+    string_soc_pct: dict[int, float] = Field(
+        default_factory=dict, description="SoC of whole strings by index, overriding soc_pct"
+    )
     cell_soc_pct: dict[int, float] = Field(
-        default_factory=dict, description="SoC of single cells by flat index, overriding soc_pct"
+        default_factory=dict, description="SoC of single cells by flat index, overriding both"
     )
 
-    @field_validator("cell_soc_pct")
+    @field_validator("cell_soc_pct", "string_soc_pct")
     @classmethod
-    def _check_cells(cls, value: dict[int, float]) -> dict[int, float]:
-        for cell, soc in value.items():
+    def _check_socs(cls, value: dict[int, float], info) -> dict[int, float]:
+        for index, soc in value.items():
             if not 0 <= soc <= 100:
                 raise ValueError(
-                    f"cell_soc_pct[{cell}] = {soc} is outside the allowed range 0..100"
+                    f"{info.field_name}[{index}] = {soc} is outside the allowed range 0..100"
                 )
         return value
 
@@ -159,6 +163,20 @@ class Scenario(BaseModel):
                 raise ValueError(
                     f"initial.cell_soc_pct: cell {cell} is outside the allowed range 0..{cells - 1}"
                 )
+        if self.buses.inverter:
+            rating_v = _bus_max_voltage_v(self.system)
+            if rating_v > INVERTER_CAN_MAX_VOLTAGE_V:
+                raise ValueError(
+                    f"buses.inverter: the system reaches {rating_v:.1f} V, above the "
+                    f"{INVERTER_CAN_MAX_VOLTAGE_V} V the inverter CAN (Pylontech low-voltage "
+                    "protocol) can carry; serve SunSpec Modbus instead (cellwarden serve-modbus)"
+                )
+        for string in self.initial.string_soc_pct:
+            if not 0 <= string < self.system.string_count:
+                raise ValueError(
+                    f"initial.string_soc_pct: string {string} is outside the allowed range "
+                    f"0..{self.system.string_count - 1}"
+                )
         for index, fault in enumerate(self.faults):
             cell = getattr(fault, "cell", None)
             if cell is not None and cell >= cells:
@@ -172,6 +190,12 @@ class Scenario(BaseModel):
                     f"0..{strings - 1}"
                 )
         return self
+
+
+def _bus_max_voltage_v(system: SystemSpec) -> float:
+    """The DC bus with every cell at its upper operating limit."""
+    voltages = [s.pack.max_operating_voltage_v for s in system.expanded_strings()]
+    return sum(voltages) if system.topology is Topology.SERIES else max(voltages)
 
 
 def load_scenario(path: Path) -> Scenario:

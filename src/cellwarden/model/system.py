@@ -247,9 +247,10 @@ def _check_slave_layout(string: StringSpec, prefix: str) -> None:
 
 
 def _check_multi_master(system: SystemSpec) -> None:
-    if system.string_count < 2:
+    if system.string_count > arch.MAX_STRINGS:
         raise ValueError(
-            f"strings: a multi-master system has at least 2 strings (got {system.string_count})"
+            f"strings: {system.string_count} strings are outside the allowed range "
+            f"1..{arch.MAX_STRINGS} string masters on one system bus"
         )
     for index, string in enumerate(system.strings):
         _check_master_slave_string(string, index)

@@ -103,7 +103,10 @@ class SystemPlant:
 
     def _initial_cell_state(self, initial: InitialState, ambient_temp_c: float) -> np.ndarray:
         cs = np.zeros((self.layout.cell_count, k.N_CELL_STATE)).T
-        cs[k.SOC] = np.clip(initial.soc_pct / 100.0 + self.spread.soc_offset, 0.0, 1.0)
+        soc = np.full(self.layout.cell_count, initial.soc_pct / 100.0)
+        for string, soc_pct in initial.string_soc_pct.items():
+            soc[self.layout.cell_string == string] = soc_pct / 100.0
+        cs[k.SOC] = np.clip(soc + self.spread.soc_offset, 0.0, 1.0)
         for cell, soc_pct in initial.cell_soc_pct.items():
             cs[k.SOC, cell] = soc_pct / 100.0
         cs[k.TEMP] = ambient_temp_c if initial.temp_c is None else initial.temp_c
@@ -235,6 +238,16 @@ class SystemPlant:
             self.cp[k.COOL_G] *= fault.remaining_fraction
         elif isinstance(fault, ExternalShort):
             self.bus[k.SHORT_G] = 1.0 / fault.resistance_ohm
+
+    def active_hardware_faults(self) -> list[HardwareFault]:
+        """The measurement and communication faults in effect now (transient ones end)."""
+        now_s = self.time_s
+        return [
+            fault
+            for since_s, fault in self.hardware_faults
+            if getattr(fault, "duration_s", None) is None
+            or now_s < since_s + fault.duration_s - 1e-9
+        ]
 
     # --- time ----------------------------------------------------------------------------
     @property

@@ -6,6 +6,9 @@ simulated daisy chain carries the frames to the slave nodes and back, then the m
 runs on what arrived. A single string negotiates with the charger over the charger bus and
 publishes its state and limits to the vehicle (or inverter) over the external bus, as the
 scenario's ``[buses]`` says; the charger and the vehicle controller are simulated nodes there.
+In a multi-master system every string master reports on the system bus and a system master
+coordinates them; the system master alone talks to the inverter (or drives the load and charger
+directly).
 """
 
 from __future__ import annotations
@@ -18,12 +21,20 @@ import numpy as np
 
 from cellwarden.bms.event_log import BmsEvent
 from cellwarden.bms.string_bms import StringBms, StringConfig
+from cellwarden.bms.system_master import StringInfo, SystemMaster
+from cellwarden.bms.system_state import rating_of
 from cellwarden.comms.can_bus import CanNetwork
 from cellwarden.comms.charger_can import CanChargerLink
 from cellwarden.comms.external_can import BMS_TIMEOUT_S, VEHICLE_TIMEOUT_S, ExternalCanLink
+from cellwarden.comms.inverter_can import InverterCanLink
 from cellwarden.comms.slave_chain import SlaveChainMonitor
 from cellwarden.comms.slave_node import SlaveNode
+from cellwarden.comms.string_master_link import StringMasterLink
+from cellwarden.comms.system_bus import SystemBusMaster
 from cellwarden.hardware.sim_board import build_master_slave_boards, build_string_board
+from cellwarden.hardware.sim_links import SimulatedChargerLink, SimulatedLoadLink
+from cellwarden.model.architecture import Architecture
+from cellwarden.model.faults import NodeSilence
 from cellwarden.model.scenario import Scenario
 from cellwarden.model.system import StringSpec
 from cellwarden.plant.system_plant import SystemPlant
@@ -31,9 +42,12 @@ from cellwarden.simulation.can_charger import SimulatedCanCharger
 from cellwarden.simulation.controller import PeriodicTask
 from cellwarden.simulation.daisy_chain import DaisyChain, SlaveTap
 from cellwarden.simulation.events import EventLog
+from cellwarden.simulation.inverter_node import SimulatedInverter
+from cellwarden.simulation.system_master_node import SystemMasterNode
 from cellwarden.simulation.vehicle_node import SimulatedVehicleController
 
 Tick = Callable[[float], None]
+FORWARDED_INFO = ("PATH", "SYS", "JOIN_REFUSED")  # info events worth the simulation's log
 
 
 @dataclass
@@ -44,6 +58,7 @@ class StringNode:
     bms: StringBms
     chain: SlaveChainMonitor | None = None
     daisy_chain: DaisyChain | None = None
+    system_link: StringMasterLink | None = None
 
     def main(self, now_s: float) -> None:
         if self.chain is not None and self.daisy_chain is not None:
@@ -71,6 +86,10 @@ class ClosedLoopController:
             self._string_node(index, string) for index, string in enumerate(plant.layout.strings)
         ]
         self.bms: list[StringBms] = [node.bms for node in self.nodes]
+        self.system_master: SystemMasterNode | None = None
+        self.inverter: SimulatedInverter | None = None
+        if scenario.system.architecture is Architecture.MULTI_MASTER:
+            self.system_master = self._system_master()
 
     def _config(self, string: StringSpec) -> StringConfig:
         scenario = self.scenario
@@ -102,8 +121,72 @@ class ClosedLoopController:
         if single:
             bms.charger = self._charger_bus() if scenario.buses.charger else charger
             bms.load = self._vehicle_bus(bms) if scenario.buses.vehicle else load
-        bms.log.listeners.append(self._forward(string.name))
+        bms.log.listeners.append(self._forward(f"bms:{string.name}"))
         return StringNode(string.name, bms, chain, daisy_chain)
+
+    def _system_master(self) -> SystemMasterNode:
+        """The system bus, a link on every string master, the system master and its outputs."""
+        scenario, plant = self.scenario, self.plant
+        settings = scenario.system_master
+        for index, node in enumerate(self.nodes):
+            node.system_link = StringMasterLink(
+                self.network.port("system"), index, node.bms, settings.command_timeout_s,
+                settings.loss_action,
+            )  # fmt: skip
+        infos = [
+            StringInfo(
+                name=string.name,
+                modules=max(string.slaves, 1),
+                nominal_voltage_v=string.pack.nominal_voltage_v,
+                capacity_ah=string.pack.capacity_ah,
+                resistance_ohm=string.pack.series * node.bms.nominal_r0_ohm
+                + string.power_path.closed_resistance_ohm
+                + string.cable_resistance_ohm,
+            )
+            for string, node in zip(plant.layout.strings, self.nodes, strict=True)
+        ]
+        rating = rating_of(scenario.system)
+        master = SystemMaster(rating, infos, scenario.system.topology, settings)
+        master.log.listeners.append(self._forward("system-master"))
+        bus = SystemBusMaster(self.network.port("system"), len(self.nodes))
+        ignores = scenario.profile.ignores_limits
+        if scenario.buses.inverter:
+            link = InverterCanLink(
+                self.network.port("inverter"), rating,
+                inverter_timeout_s=settings.inverter_timeout_s,
+            )  # fmt: skip
+            self.inverter = SimulatedInverter(
+                self.network.port("inverter"), plant, ignores, 3.0 * max(1.0, self._bus_period_s)
+            )
+            node = SystemMasterNode(master, bus, plant, inverter=link)
+        else:
+            node = SystemMasterNode(
+                master, bus, plant, load=SimulatedLoadLink(plant, ignores),
+                charger=SimulatedChargerLink(plant),
+            )  # fmt: skip
+        self._bus_ticks += [self._string_links, node.tick]
+        if self.inverter is not None:
+            self._bus_ticks.append(self._inverter_tick)
+        return node
+
+    def _string_links(self, now_s: float) -> None:
+        silent = {
+            fault.string
+            for fault in self.plant.active_hardware_faults()
+            if isinstance(fault, NodeSilence) and fault.node == "string_master"
+        }
+        for index, node in enumerate(self.nodes):
+            assert node.system_link is not None
+            node.system_link.silent = index in silent
+            node.system_link.tick(now_s)
+
+    def _inverter_tick(self, now_s: float) -> None:
+        assert self.inverter is not None
+        self.inverter.silent = any(
+            isinstance(fault, NodeSilence) and fault.node == "inverter"
+            for fault in self.plant.active_hardware_faults()
+        )
+        self.inverter.tick(now_s)
 
     @property
     def _bus_period_s(self) -> float:
@@ -156,11 +239,11 @@ class ClosedLoopController:
         )  # fmt: skip
         return chain, daisy_chain
 
-    def _forward(self, string_name: str):
+    def _forward(self, source: str):
         def forward(event: BmsEvent) -> None:
-            if event.kind != "info" or event.code == "PATH":
+            if event.kind != "info" or event.code in FORWARDED_INFO:
                 self.events.add(
-                    event.time_s, f"bms:{string_name}", event.code,
+                    event.time_s, source, event.code,
                     f"{event.name} ({event.kind})", kind=event.kind, action=event.action,
                     value=event.value, freeze_frame=event.freeze_frame,
                 )  # fmt: skip
@@ -190,7 +273,9 @@ class ClosedLoopController:
             node.main(now_s)
 
     def telemetry(self) -> dict[str, float]:
-        """The first string's published state, for the time series."""
+        """The system master's published state, else the first string's, for the time series."""
+        if self.system_master is not None:
+            return self._system_telemetry()
         state = self.bms[0].state
         if state is None:
             return {}
@@ -201,6 +286,19 @@ class ClosedLoopController:
             "bms_charge_limit_a": state.limits.charge_current_a,
             "bms_discharge_limit_a": state.limits.discharge_current_a,
             "bms_balancing_cells": float(state.balancing_cells),
+        }
+
+    def _system_telemetry(self) -> dict[str, float]:
+        assert self.system_master is not None
+        state = self.system_master.state
+        if state is None:
+            return {}
+        return {
+            "bms_soc_pct": state.soc_pct,
+            "bms_charge_limit_a": state.charge_current_limit_a,
+            "bms_discharge_limit_a": state.discharge_current_limit_a,
+            "bms_charge_voltage_limit_v": state.charge_voltage_limit_v,
+            "bms_strings_connected": float(state.strings_connected),
         }
 
     def close(self) -> None:

@@ -627,14 +627,15 @@ MASTER_SLAVE_TESTS: tuple[CampaignTest, ...] = (
 
 
 def tests_for(scenario: Scenario) -> tuple[CampaignTest, ...]:
-    """The campaign tests that apply to a scenario's architecture (none yet for
-    multi-master, whose string and system-master faults come with its controller)."""
+    """The campaign tests that apply to a scenario's architecture."""
+    from cellwarden.simulation.campaign_multi_master import multi_master_tests  # uses this module
+
     architecture = scenario.system.architecture
     if architecture is Architecture.STANDALONE:
         return STANDALONE_TESTS
     if architecture is Architecture.MASTER_SLAVE:
         return STANDALONE_TESTS + MASTER_SLAVE_TESTS
-    return ()
+    return multi_master_tests(scenario)
 
 
 def run_test(scenario: Scenario, test: CampaignTest) -> TestResult:

@@ -57,7 +57,7 @@ class DaisyChain:
 
     def _faults(self) -> tuple[list[ChainFault], dict[int, str]]:
         chain, slaves = [], {}
-        for _, fault in self.plant.hardware_faults:
+        for fault in self.plant.active_hardware_faults():
             if isinstance(fault, ChainFault) and fault.string == self.string:
                 chain.append(fault)
             elif isinstance(fault, SlaveFault) and fault.string == self.string:
