@@ -14,6 +14,7 @@ import pytest
 
 from cellwarden.comms.dbc import dbc_path
 from cellwarden.model.scenario import Scenario
+from cellwarden.plant import kernel as k
 from cellwarden.simulation import campaign, campaign_multi_master
 from cellwarden.simulation.catalogue import load_builtin
 from cellwarden.simulation.runner import RunResult, Simulation
@@ -52,7 +53,9 @@ def test_string_reports_decode_from_the_dbc_and_match_the_plant(logged_run):
         status, measure = last[f"StringStatus_{tag}"], last[f"StringMeasure_{tag}"]
         assert status[f"SS{tag}_Connected"] == 1
         # the string master's own measurements against the plant's truth
-        assert status[f"SS{tag}_PackVoltage"] == pytest.approx(plant.string_voltage_v[index], abs=0.3)
+        assert status[f"SS{tag}_PackVoltage"] == pytest.approx(
+            plant.string_voltage_v[index], abs=0.3
+        )
         assert measure[f"SM{tag}_Current"] == pytest.approx(plant.string_current_a[index], abs=1.0)
         command = last[f"SystemCommand_{tag}"]
         assert command[f"SY{tag}_Connect"] == 1
@@ -120,6 +123,25 @@ def test_pilot_grows_to_eight_racks_by_configuration_alone():
     assert large.discharge_current_limit_a == pytest.approx(
         8 * small.discharge_current_limit_a, rel=0.05
     )
+
+
+def test_series_stack_runs_whole_and_stops_whole():
+    """Two 16S strings stacked to 102 V: both connect together; when one loses its slave the
+    whole stack leaves the bus (plant truth: the stacked branch stops conducting)."""
+    data = load_builtin("telecom-backup").model_dump(mode="json")
+    data["system"]["topology"] = "series"
+    data["system"]["strings"][0]["count"] = 2
+    data["charger"] = {"max_current_a": 60.0, "max_voltage_v": 108.8}
+    data["faults"] = [{"kind": "slave_fault", "string": 1, "slave": 0, "at_s": 60.0}]
+    result = Simulation(Scenario.model_validate(data), duration_s=90.0).run()
+    plant = result.plant
+    assert plant.layout.branch_count == 1
+    messages = " | ".join(e.message for e in result.events.events if e.source == "system-master")
+    assert "the series stack connects" in messages
+    assert "the series stack leaves the bus: a string is not healthy" in messages
+    assert plant.bs[k.B_CONDUCTING, 0] < 0.5
+    assert not any(p.command.positive for p in plant.power_paths)
+    assert plant.bs[k.B_CHARGED_AS, 0] > 0.0  # it did carry the float charge before
 
 
 def test_a_high_voltage_system_cannot_use_the_inverter_bus(tmp_path: Path):

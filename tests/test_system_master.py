@@ -34,9 +34,7 @@ def _report(index, time_s=0.0, pack_v=NOMINAL_V, connected=False, **changes) -> 
 
 
 def _master(resistances=(0.05, 0.05, 0.05, 0.05), topology=Topology.PARALLEL, **settings):
-    infos = [
-        StringInfo(f"rack-{i + 1}", 7, NOMINAL_V, 280.0, r) for i, r in enumerate(resistances)
-    ]
+    infos = [StringInfo(f"rack-{i + 1}", 7, NOMINAL_V, 280.0, r) for i, r in enumerate(resistances)]
     return SystemMaster(RATING, infos, topology, SystemMasterSettings(**settings))
 
 
@@ -115,11 +113,23 @@ def test_a_silent_string_is_isolated_and_rejoins_after_the_delay_within_the_wind
     # heard again, healthy, at a matching voltage: waits out the rejoin delay first
     back = _report(2, pack_v=401.0)
     for t in (3.0, 8.0, 12.0):
-        commands, _ = master.step(t, [*[replace(r, time_s=t) for r in step[:2]],
-                                      replace(back, time_s=t), replace(step[3], time_s=t)])
+        commands, _ = master.step(
+            t,
+            [
+                *[replace(r, time_s=t) for r in step[:2]],
+                replace(back, time_s=t),
+                replace(step[3], time_s=t),
+            ],
+        )
         assert commands[2].connect is (t - 3.0 >= 10.0)  # fmt: skip
-    commands, _ = master.step(13.0, [*[replace(r, time_s=13.0) for r in step[:2]],
-                                     replace(back, time_s=13.0), replace(step[3], time_s=13.0)])
+    commands, _ = master.step(
+        13.0,
+        [
+            *[replace(r, time_s=13.0) for r in step[:2]],
+            replace(back, time_s=13.0),
+            replace(step[3], time_s=13.0),
+        ],
+    )
     assert commands[2].connect  # fmt: skip
 
 
@@ -152,5 +162,5 @@ def test_operator_disconnect_and_inverter_loss_take_every_string_off():
     hold.inverter_lost = True
     commands, _ = hold.step(0.0, live)
     assert all(c.connect for c in commands)
-    with pytest.raises(ValueError, match="outside the allowed range 0..3"):
+    with pytest.raises(ValueError, match=r"outside the allowed range 0\.\.3"):
         master.request_string_enabled(4, False)

@@ -69,6 +69,7 @@ class SystemMaster:
         self._waiting_logged = [False] * n
         self._status = [StringStatus.DISCONNECTED] * n
         self._reason = [""] * n
+        self._stack_on = False  # series: the whole stack is commanded on
         self.wanted_on = True  # the operator's (or Modbus client's) request
         self.inverter_lost = False
 
@@ -93,7 +94,7 @@ class SystemMaster:
         ):
             self._connect = [False] * len(reports)
         elif self.topology is Topology.SERIES:
-            self._connect_series(healthy)
+            self._connect_series(now_s, healthy)
         else:
             self._connect_parallel(now_s, fresh, healthy, live)
         for i, report in enumerate(fresh):
@@ -148,9 +149,14 @@ class SystemMaster:
         if status in (StringStatus.ISOLATED, StringStatus.DISABLED):
             self._connect[index] = False
 
-    def _connect_series(self, healthy: list[bool]) -> None:
+    def _connect_series(self, now_s: float, healthy: list[bool]) -> None:
         """A stack runs only whole."""
-        self._connect = [all(healthy)] * len(healthy)
+        whole = all(healthy)
+        if whole != self._stack_on:
+            what = "connects" if whole else "leaves the bus: a string is not healthy"
+            self.log.info(now_s, "SYS", f"the series stack {what}")
+        self._stack_on = whole
+        self._connect = [whole] * len(healthy)
 
     def _window_v(self, index: int) -> float:
         return self.settings.connect_window_pct / 100.0 * self.info[index].nominal_voltage_v

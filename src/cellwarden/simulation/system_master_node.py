@@ -70,7 +70,7 @@ class SystemMasterNode:
         heard_once = self.inverter.keepalive_s is not None
         if lost != self.master.inverter_lost and heard_once:
             action = self.master.settings.inverter_loss_action
-            what = f"lost: {action}" if lost else "heard again"
+            what = f"lost: {action}" if lost else "heard"
             self.master.log.info(now_s, "SYS", f"inverter {what}")
         self.master.inverter_lost = lost
 
