@@ -254,9 +254,10 @@ class SystemMaster:
             )
         charge_a = min(reports[i].charge_current_limit_a / shares[i] for i in live)
         discharge_a = min(reports[i].discharge_current_limit_a / shares[i] for i in live)
+        margin = SHARE_MARGIN if len(live) > 1 else 1.0  # one string carries it all, exactly
         return (
-            SHARE_MARGIN * charge_a,
-            SHARE_MARGIN * discharge_a,
+            margin * charge_a,
+            margin * discharge_a,
             min(reports[i].charge_voltage_limit_v for i in live),
         )
 

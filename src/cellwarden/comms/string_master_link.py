@@ -57,7 +57,9 @@ class StringMasterLink:
         state = self.bms.state
         if state is None or self.silent:
             return
-        values = self.messages.encode_report(self._report(now_s), self._master_lost)
+        values = self.messages.encode_report(
+            string_report(self.bms, self.index, now_s), self._master_lost
+        )
         for name in REPORTS:
             self.port.send(self.messages.frame(name, values[name], self._alive, now_s))
 
@@ -98,36 +100,37 @@ class StringMasterLink:
             on_bus = bms.path.state in (PathState.NORMAL, PathState.PRECHARGE)
             bms.wanted_on = self.loss_action == "hold" and on_bus and bms.wanted_on
 
-    def _report(self, now_s: float) -> StringReport:
-        bms = self.bms
-        state = bms.state
-        assert state is not None
-        status = bms.protection.status()
-        rules = bms.protection.rules
-        alarms, warnings = classify(state.active_codes, rules)
-        pack_v, link_v = bms.monitor.stack_and_link_v(now_s)
-        return StringReport(
-            index=self.index,
-            time_s=now_s,
-            path_state=bms.path.state.value,
-            connected=bms.path.state is PathState.NORMAL,
-            fault=status.open_all or bms.path.precharge_failed or bms.path.welded,
-            charge_allowed=status.charge_allowed,
-            discharge_allowed=status.discharge_allowed,
-            pack_voltage_v=pack_v,
-            link_voltage_v=link_v,
-            current_a=bms.current_a,
-            soc_pct=state.soc_pct,
-            soh_pct=state.capacity_soh_pct,
-            charge_current_limit_a=state.limits.charge_current_a,
-            discharge_current_limit_a=state.limits.discharge_current_a,
-            charge_voltage_limit_v=state.limits.charge_voltage_v,
-            cell_voltage_min_v=state.cell_voltage_min_v,
-            cell_voltage_max_v=state.cell_voltage_max_v,
-            temp_min_c=state.temp_min_c,
-            temp_max_c=state.temp_max_c,
-            alarms=alarms,
-            warnings=warnings,
-            worst_code=worst_code(state.active_codes, rules),
-            balancing_cells=state.balancing_cells,
-        )
+
+def string_report(bms: StringBms, index: int, now_s: float) -> StringReport:
+    """What a string master reports of its string now (its BMS has run a main task)."""
+    state = bms.state
+    assert state is not None
+    status = bms.protection.status()
+    rules = bms.protection.rules
+    alarms, warnings = classify(state.active_codes, rules)
+    pack_v, link_v = bms.monitor.stack_and_link_v(now_s)
+    return StringReport(
+        index=index,
+        time_s=now_s,
+        path_state=bms.path.state.value,
+        connected=bms.path.state is PathState.NORMAL,
+        fault=status.open_all or bms.path.precharge_failed or bms.path.welded,
+        charge_allowed=status.charge_allowed,
+        discharge_allowed=status.discharge_allowed,
+        pack_voltage_v=pack_v,
+        link_voltage_v=link_v,
+        current_a=bms.current_a,
+        soc_pct=state.soc_pct,
+        soh_pct=state.capacity_soh_pct,
+        charge_current_limit_a=state.limits.charge_current_a,
+        discharge_current_limit_a=state.limits.discharge_current_a,
+        charge_voltage_limit_v=state.limits.charge_voltage_v,
+        cell_voltage_min_v=state.cell_voltage_min_v,
+        cell_voltage_max_v=state.cell_voltage_max_v,
+        temp_min_c=state.temp_min_c,
+        temp_max_c=state.temp_max_c,
+        alarms=alarms,
+        warnings=warnings,
+        worst_code=worst_code(state.active_codes, rules),
+        balancing_cells=state.balancing_cells,
+    )
