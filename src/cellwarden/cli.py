@@ -166,6 +166,63 @@ def _attach_console(simulation, spec: str) -> None:
     error_console.print(f"serial console on [bold]{name}[/] (type 'help')")
 
 
+@app.command("serve-modbus")
+def serve_modbus(
+    scenario: Annotated[
+        str, typer.Argument(help="A built-in scenario name or a scenario TOML file.")
+    ],
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface).")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Modbus TCP port (0: any free one).")
+    ] = 502,
+    rtu: Annotated[
+        str | None,
+        typer.Option("--rtu", help="Serve Modbus RTU on this serial device instead of TCP."),
+    ] = None,
+    baudrate: Annotated[int, typer.Option("--baudrate", min=1, help="RTU baud rate.")] = 19200,
+    parity: Annotated[str, typer.Option("--parity", help="RTU parity: N, E or O.")] = "E",
+    unit_id: Annotated[int, typer.Option("--unit-id", min=1, max=247, help="Modbus unit id.")] = 1,
+    speed: Annotated[
+        float,
+        typer.Option("--speed", min=0.001, help="Pace the simulated clock at K times real time."),
+    ] = 1.0,
+    duration: Annotated[
+        float | None, typer.Option("--duration", help="Cut the run to this many simulated seconds.")
+    ] = None,
+) -> None:
+    """Run a scenario on a real-time (or --speed K) clock and serve it as SunSpec models 1,
+    802, 803 and 804 over Modbus TCP or RTU (see docs/modbus-sunspec.md)."""
+    from cellwarden.comms.modbus_server import RtuEndpoint, TcpEndpoint
+    from cellwarden.simulation.runner import Simulation
+    from cellwarden.simulation.sunspec_service import attach_sunspec
+
+    spec = _scenario(scenario)
+    try:
+        simulation = Simulation(spec, duration_s=duration)
+        endpoint = (
+            TcpEndpoint(host, port)
+            if rtu is None
+            else RtuEndpoint(rtu, baudrate, parity.upper(), 1)  # type: ignore[arg-type]
+        )
+        server = attach_sunspec(simulation, endpoint, unit_id)
+        server.start()
+    except (ConfigError, ValueError, OSError) as error:
+        raise _fail(error) from None
+    where = f"{host}:{server.port}" if rtu is None else str(endpoint)
+    error_console.print(
+        f"serving [bold]{spec.name}[/] as SunSpec unit {unit_id} on [bold]{where}[/] "
+        f"(base address 40000) at {speed:g}× real time for {simulation.duration_s:.0f} s"
+    )
+    try:
+        simulation.run(speed=speed)
+    except KeyboardInterrupt:
+        error_console.print("stopped")
+    finally:
+        server.stop()
+
+
 @app.command()
 def protection(
     scenario: Annotated[str, typer.Argument(help="A built-in scenario name or a TOML file.")],
@@ -250,6 +307,86 @@ def campaign(
         )
     if not passed:
         raise typer.Exit(code=1)
+
+
+@app.command()
+def design(
+    sector: Annotated[
+        str,
+        typer.Option(
+            "--sector",
+            help="Field of use: e-scooter, e-bike, golf-cart, utility-cart, agv, light-ev, "
+            "forklift, cargo-ev, ess, telecom, marine (picks the duty profile).",
+        ),
+    ],
+    cells: Annotated[
+        int | None,
+        typer.Option("--cells", help="Series cells per string (exclusive with --voltage-v)."),
+    ] = None,
+    voltage_v: Annotated[
+        float | None, typer.Option("--voltage-v", help="Nominal voltage per string [V].")
+    ] = None,
+    chemistry: Annotated[
+        str | None,
+        typer.Option("--chemistry", help="lfp, nmc or lto (default: the sector's usual one)."),
+    ] = None,
+    cell: Annotated[
+        str | None,
+        typer.Option("--cell", help="A built-in cell name or cell TOML file, instead of a pick."),
+    ] = None,
+    capacity_ah: Annotated[
+        float | None,
+        typer.Option("--capacity-ah", help="Capacity per string [Ah] (sets the parallel count)."),
+    ] = None,
+    peak_current_a: Annotated[
+        float | None,
+        typer.Option("--peak-current-a", help="Peak current of the whole system [A]."),
+    ] = None,
+    strings: Annotated[int, typer.Option("--strings", help="Number of strings.")] = 1,
+    topology: Annotated[
+        str | None,
+        typer.Option("--topology", help="parallel, series or distributed (with --strings 2+)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the design as JSON.")] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the design as a scenario TOML file.")
+    ] = None,
+) -> None:
+    """Recommend an architecture (standalone, master-slave, multi-master) and its config."""
+    from cellwarden.design import Requirements, default_file_name, design_system, write_scenario
+
+    requirements = Requirements(
+        sector=sector, cells=cells, voltage_v=voltage_v, chemistry=chemistry, cell=cell,
+        capacity_ah=capacity_ah, peak_current_a=peak_current_a, strings=strings,
+        topology=topology,
+    )  # fmt: skip
+    try:
+        result = design_system(requirements)
+        if out is not None:
+            write_scenario(result, out)
+    except (ConfigError, OSError) as error:
+        raise _fail(error) from None
+    if as_json:
+        print(json.dumps(result.as_dict(str(out) if out else None), indent=2, ensure_ascii=False))
+        return
+    console.print(f"[bold]{result.architecture.value}[/]: {result.modules_summary}")
+    console.print(
+        f"{f'{result.strings} × ' if result.strings > 1 else ''}"
+        f"{result.series}S{result.parallel}P {result.cell_ref} "
+        f"({result.chemistry}): {result.system_nominal_voltage_v:.1f} V nominal, "
+        f"{result.system_max_voltage_v:.1f} V max, {result.system_capacity_ah:g} Ah, "
+        f"{result.energy_kwh:.1f} kWh",
+        highlight=False,
+    )
+    for title, lines in (("why", result.reasons), ("notes", result.notes), ("comms", result.comms)):
+        if lines:
+            console.print(f"{title}:")
+            for line in lines:
+                console.print(f"  - {line}", highlight=False, markup=False)
+    if out is not None:
+        console.print(f"scenario written to [bold]{out}[/] (run it: cellwarden simulate {out})")
+    else:
+        console.print(f"write it as a scenario with --out {default_file_name(result)}")
 
 
 @app.command()
