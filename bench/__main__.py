@@ -15,6 +15,7 @@ from bench import (
     can_bus_load,
     closed_loop_can_speed,
     health_accuracy,
+    multi_master_speed,
     plant_throughput,
     soc_accuracy,
 )
@@ -27,6 +28,7 @@ BENCHES = {
     "health_accuracy": health_accuracy.measure,
     "can_bus_load": can_bus_load.measure,
     "closed_loop_can_speed": closed_loop_can_speed.measure,
+    "multi_master_speed": multi_master_speed.measure,
 }
 
 

@@ -3,16 +3,23 @@
 In simulation every bus is python-can's ``virtual`` interface; on hardware the same ports open
 socketcan, PCAN, Kvaser or slcan by configuration. Frames carry the injected clock's time as
 their timestamp, so a log of a simulated run is in simulated seconds.
+
+A simulated bus of a ``CanNetwork`` is a ``VirtualBus`` that hands every receiver the one
+message sent (python-can's copies it for each; nobody modifies a message once sent) through a
+``queue.SimpleQueue``, which a port drains in one go.
 """
 
 from __future__ import annotations
 
 import itertools
+import queue
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 import can
+from can.interfaces.virtual import VirtualBus, channels_lock
 
 CLOCK_EPS_S = 1e-9  # cycle comparisons on a clock that counts in float steps
 
@@ -66,6 +73,56 @@ class CanLog:
         self._file.close()
 
 
+class _FrameMessage(can.Message):
+    """A ``can.Message`` that also carries the (immutable) ``Frame`` it was made from, so a
+    receiver on a simulated bus need not build the same frame again."""
+
+    __slots__ = ("frame",)
+
+
+class _SharedVirtualBus(VirtualBus):
+    """python-can's ``virtual`` interface without a copy of each message per receiver.
+
+    ``VirtualBus.send`` deep-copies every message once per receiver; here all receivers get
+    the one message sent (stamped as received: ``is_rx``, the channel), which is safe as long
+    as nobody modifies a message after sending or receiving it, as the ports of a
+    ``CanNetwork`` never do. The receive queue is a ``queue.SimpleQueue``, which ``drain``
+    empties in one call. Plain ``VirtualBus`` instances on the same channel still work with it.
+    """
+
+    def __init__(self, channel: Any = "channel-0", **kwargs: Any) -> None:
+        super().__init__(channel=channel, **kwargs)
+        inbox: queue.SimpleQueue[can.Message] = queue.SimpleQueue()
+        with channels_lock:
+            position = next(i for i, q in enumerate(self.channel) if q is self.queue)
+            self.channel[position] = inbox
+            self.queue = inbox  # type: ignore[assignment]
+
+    def send(self, msg: can.Message, timeout: float | None = None) -> None:
+        if self.receive_own_messages:  # the sender's copy differs (is_rx): copy as usual
+            super().send(msg, timeout)
+            return
+        self._check_if_open()
+        if not self.preserve_timestamps:
+            msg.timestamp = time.time()
+        msg.channel = self.channel_id
+        msg.is_rx = True
+        own = self.queue
+        for inbox in self.channel:
+            if inbox is not own:
+                inbox.put(msg)
+
+    def drain(self) -> list[can.Message]:
+        """Every message waiting, oldest first (those the bus's filters pass)."""
+        inbox: queue.SimpleQueue[can.Message] = self.queue  # type: ignore[assignment]
+        self._check_if_open()
+        get = inbox.get_nowait
+        messages = [get() for _ in range(inbox.qsize())]
+        if self._filters is not None:
+            messages = [m for m in messages if self._matches_filters(m)]
+        return messages
+
+
 class CanPort:
     """One node on one bus: sends and drains frames through a python-can bus object."""
 
@@ -75,36 +132,49 @@ class CanPort:
         self.log = log
         self.sent = 0
         self.received = 0
+        self._shared = isinstance(bus, _SharedVirtualBus)
 
     def send(self, frame: Frame) -> None:
-        self.bus.send(
-            can.Message(
-                timestamp=frame.time_s,
-                arbitration_id=frame.frame_id,
-                is_extended_id=frame.extended,
-                data=frame.data,
-            )
+        message = _FrameMessage(
+            timestamp=frame.time_s,
+            arbitration_id=frame.frame_id,
+            is_extended_id=frame.extended,
+            data=frame.data,
         )
+        # the frame itself travels along when a receiver would rebuild an equal one
+        message.frame = frame if type(frame.data) is bytes else None
+        self.bus.send(message)
         self.sent += 1
         if self.log is not None:
             self.log.write(self.name, frame)
 
     def receive(self) -> list[Frame]:
-        frames = []
-        while (message := self.bus.recv(timeout=0.0)) is not None:
-            frames.append(
-                Frame(
-                    message.timestamp,
-                    message.arbitration_id,
-                    bytes(message.data),
-                    message.is_extended_id,
-                )
-            )
+        if self._shared:
+            frames = [_frame_of(message) for message in self.bus.drain()]  # type: ignore[attr-defined]
+        else:
+            frames = []
+            while (message := self.bus.recv(timeout=0.0)) is not None:
+                frames.append(_frame_of(message))
         self.received += len(frames)
         return frames
 
     def close(self) -> None:
         self.bus.shutdown()
+
+
+def _frame_of(message: can.Message) -> Frame:
+    """The ``Frame`` of a received message: the sender's own where it came along unchanged."""
+    frame = getattr(message, "frame", None)
+    if (
+        frame is not None
+        and frame.time_s == message.timestamp
+        and frame.frame_id == message.arbitration_id
+        and frame.extended == message.is_extended_id
+    ):
+        return frame
+    return Frame(
+        message.timestamp, message.arbitration_id, bytes(message.data), message.is_extended_id
+    )
 
 
 _network_ids = itertools.count(1)
@@ -129,8 +199,7 @@ class CanNetwork:
         """A new node on bus ``bus_name``; ``logged`` ports write what they send to the log."""
         config = self.configs.get(bus_name, BusConfig())
         if config.interface == "virtual":
-            bus = can.Bus(
-                interface="virtual",
+            bus: can.BusABC = _SharedVirtualBus(
                 channel=f"{self._prefix}-{config.channel or bus_name}",
                 preserve_timestamps=True,
                 bitrate=config.bitrate,

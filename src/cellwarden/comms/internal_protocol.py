@@ -31,11 +31,21 @@ class SlaveState(IntEnum):
 
 def mask_to_bits(mask: np.ndarray) -> int:
     """Bit k set where ``mask[k]``."""
+    if mask.dtype == np.bool_ and mask.ndim == 1 and mask.size < 63:
+        return int.from_bytes(np.packbits(mask, bitorder="little").tobytes(), "little")
     return int(np.dot(mask.astype(np.int64), 1 << np.arange(mask.size, dtype=np.int64)))
 
 
+_BIT_POSITIONS: dict[int, np.ndarray] = {}  # np.arange(size), read only, by size
+
+
 def bits_to_mask(bits: float, size: int) -> np.ndarray:
-    return ((int(bits) >> np.arange(size)) & 1).astype(bool)
+    positions = _BIT_POSITIONS.get(size)
+    if positions is None:
+        positions = np.arange(size)
+        positions.flags.writeable = False
+        _BIT_POSITIONS[size] = positions
+    return ((int(bits) >> positions) & 1).astype(bool)
 
 
 class SlaveMessages:
@@ -52,6 +62,8 @@ class SlaveMessages:
         self.cell_signals = [f"CV{tag}_Cell{cell + 1:02d}" for cell in range(MAX_CELLS)]
         self.sensor_signals = [f"TE{tag}_Sensor{s + 1:02d}" for s in range(MAX_SENSORS)]
         self._names: dict[tuple[str, str], str] = {}
+        self.voltage_mux = self.signal("CV", "Mux")
+        self.temperature_mux = self.signal("TE", "Mux")
 
     def signal(self, prefix: str, name: str) -> str:
         """E.g. ``signal("ST", "OpenWire")`` → ``STS03_OpenWire``."""
@@ -64,12 +76,13 @@ class SlaveMessages:
     # --- slave → master ---------------------------------------------------------------
     def voltage_frames(self, voltage_v: np.ndarray) -> Iterator[dict[str, float]]:
         """Signal values of each cell-voltage frame, three cells per frame."""
-        mux = self.signal("CV", "Mux")
+        mux = self.voltage_mux
         names = self.cell_signals
         values_v = voltage_v.tolist()
-        for group in range(0, len(values_v), CELLS_PER_FRAME):
+        count = len(values_v)
+        for group in range(0, count, CELLS_PER_FRAME):
             values: dict[str, float] = {mux: group // CELLS_PER_FRAME}
-            for cell in range(group, min(group + CELLS_PER_FRAME, len(values_v))):
+            for cell in range(group, min(group + CELLS_PER_FRAME, count)):
                 values[names[cell]] = values_v[cell]
             yield values
 
@@ -77,17 +90,19 @@ class SlaveMessages:
         self, temp_c: np.ndarray, open_circuit: np.ndarray, short_circuit: np.ndarray
     ) -> Iterator[dict[str, float | str]]:
         """Signal values of each temperature frame; a rail reading is sent as its code."""
-        mux = self.signal("TE", "Mux")
-        for group in range(0, temp_c.size, SENSORS_PER_FRAME):
+        mux = self.temperature_mux
+        names = self.sensor_signals
+        count = temp_c.size
+        temps, opened, shorted = temp_c.tolist(), open_circuit.tolist(), short_circuit.tolist()
+        for group in range(0, count, SENSORS_PER_FRAME):
             values: dict[str, float | str] = {mux: group // SENSORS_PER_FRAME}
-            for sensor in range(group, min(group + SENSORS_PER_FRAME, temp_c.size)):
-                name = self.sensor_signals[sensor]
-                if open_circuit[sensor]:
-                    values[name] = NTC_OPEN
-                elif short_circuit[sensor]:
-                    values[name] = NTC_SHORT
+            for sensor in range(group, min(group + SENSORS_PER_FRAME, count)):
+                if opened[sensor]:
+                    values[names[sensor]] = NTC_OPEN
+                elif shorted[sensor]:
+                    values[names[sensor]] = NTC_SHORT
                 else:
-                    values[name] = float(temp_c[sensor])
+                    values[names[sensor]] = float(temps[sensor])
             yield values
 
 

@@ -17,8 +17,8 @@ from typing import Protocol
 import numpy as np
 
 from cellwarden.comms.can_bus import Frame, FramePort
-from cellwarden.comms.codec import FrameCodec, FrameError, RepeatedFrameError
-from cellwarden.comms.e2e import AliveCheck, AliveCounters
+from cellwarden.comms.codec import FrameCodec, FrameError
+from cellwarden.comms.e2e import AliveCheck, AliveCounters, Verdict
 from cellwarden.comms.internal_protocol import (
     CELLS_PER_FRAME,
     NTC_OPEN,
@@ -54,6 +54,8 @@ class _Slave:
     age: dict[tuple[str, int], int]  # cycles since each part of the report last arrived
     seen: set[tuple[str, int]]
     alive: dict[int, AliveCheck]
+    balancing_signals: tuple[str, str] = ("", "")  # enable, mask
+    status_signals: tuple[str, str, str] = ("", "", "")  # open wire, balancing, duty
 
     @property
     def missed(self) -> int:
@@ -89,6 +91,9 @@ class SlaveChainMonitor:
             never = self.settings.timeout_cycles  # lost until its first full report
             slave = _Slave(m, first_cell, cells, first_sensor, sensors.size,
                            dict.fromkeys(parts, never), set(), {})  # fmt: skip
+            slave.balancing_signals = (m.signal("Bal", "Enable"), m.signal("Bal", "Mask"))
+            slave.status_signals = (m.signal("ST", "OpenWire"), m.signal("ST", "Balancing"),
+                                    m.signal("ST", "BalancingDuty"))  # fmt: skip
             for codec in (m.voltages, m.temperatures, m.status):
                 self._by_id[codec.frame_id] = (slave, codec)
                 slave.alive[codec.frame_id] = AliveCheck()
@@ -133,66 +138,83 @@ class SlaveChainMonitor:
                     m.signal("Cfg", "MaxBoardTemp"): s.slave_max_board_temp_c,
                     m.signal("Cfg", "BalancingTimeout"): s.balancing_timeout_s,
                 })  # fmt: skip
+        mask = self._mask
+        # the whole string's mask as one integer: each slave's bits are a shift and a mask
+        every = None
+        if mask.ndim == 1 and mask.dtype == np.bool_:
+            every = int.from_bytes(np.packbits(mask, bitorder="little").tobytes(), "little")
         for slave in self.slaves:
             m = slave.messages
-            mask = self._mask[slave.first_cell : slave.first_cell + slave.cells]
-            self._send(now_s, m.balancing, {
-                m.signal("Bal", "Enable"): int(mask.any()),
-                m.signal("Bal", "Mask"): mask_to_bits(mask),
-            })  # fmt: skip
+            enable, bits = slave.balancing_signals
+            if every is not None and slave.cells < 63:  # (as mask_to_bits counts them)
+                own = (every >> slave.first_cell) & ((1 << slave.cells) - 1)
+                self._send(now_s, m.balancing, {enable: int(own != 0), bits: own})
+                continue
+            part = mask[slave.first_cell : slave.first_cell + slave.cells]
+            self._send(now_s, m.balancing, {enable: int(part.any()), bits: mask_to_bits(part)})
         self._send(now_s, self._trigger, {"Trigger_OpenWire": int(self._open_wire_wanted)})
         self._open_wire_wanted = False
 
     # --- slaves → master ------------------------------------------------------------------
     def _receive(self) -> None:
+        by_id = self._by_id
         for frame in self.port.receive():
-            entry = self._by_id.get(frame.frame_id)
+            entry = by_id.get(frame.frame_id)
             if entry is None:
                 continue
             slave, codec = entry
-            try:
-                decoded = codec.decode_checked(frame.data, slave.alive[frame.frame_id])
-            except RepeatedFrameError:
-                self.frozen_frames += 1
-                continue
+            try:  # codec.decode_checked, inline
+                decoded = codec.decode(frame.data)
             except FrameError:
                 self.rejected_frames += 1
+                continue
+            if not decoded.crc_ok or decoded.alive is None:
+                self.rejected_frames += 1
+                continue
+            if slave.alive[frame.frame_id].judge(decoded.alive) is Verdict.REPEATED:
+                self.frozen_frames += 1
                 continue
             self._store(slave, codec, decoded.values)
 
     def _store(self, slave: _Slave, codec: FrameCodec, values: dict) -> None:
         m = slave.messages
         if codec is m.voltages:
-            group = int(values[m.signal("CV", "Mux")])
+            group = int(values[m.voltage_mux])
             first = group * CELLS_PER_FRAME
             names = m.cell_signals
+            voltage_v = self._voltage_v
+            offset = slave.first_cell
             for cell in range(first, min(first + CELLS_PER_FRAME, slave.cells)):
-                self._voltage_v[slave.first_cell + cell] = values[names[cell]]
+                voltage_v[offset + cell] = values[names[cell]]
             slave.seen.add(("v", group))
         elif codec is m.temperatures:
-            group = int(values[m.signal("TE", "Mux")])
+            group = int(values[m.temperature_mux])
             first = group * SENSORS_PER_FRAME
+            names = m.sensor_signals
             for sensor in range(first, min(first + SENSORS_PER_FRAME, slave.sensors)):
-                value = values[m.sensor_signals[sensor]]
+                value = values[names[sensor]]
                 index = slave.first_sensor + sensor
                 self._ntc_open[index] = value == NTC_OPEN
                 self._ntc_short[index] = value == NTC_SHORT
                 self._temp_c[index] = value if isinstance(value, float) else np.nan
             slave.seen.add(("t", group))
         else:
+            open_wire, balancing, duty = slave.status_signals
             cells = slice(slave.first_cell, slave.first_cell + slave.cells)
-            self._open_wire[cells] = bits_to_mask(values[m.signal("ST", "OpenWire")], slave.cells)
-            self._balancing[cells] = bits_to_mask(values[m.signal("ST", "Balancing")], slave.cells)
-            self._duty[cells] = float(values[m.signal("ST", "BalancingDuty")])
+            self._open_wire[cells] = bits_to_mask(values[open_wire], slave.cells)
+            self._balancing[cells] = bits_to_mask(values[balancing], slave.cells)
+            self._duty[cells] = float(values[duty])
             slave.seen.add(("s", 0))
 
     def _close_cycle(self) -> None:
         """Count each slave's missed cycle; a lost slave's channels read NaN."""
+        timeout = self.settings.timeout_cycles
         for slave in self.slaves:
-            for part in slave.age:
-                slave.age[part] = 0 if part in slave.seen else slave.age[part] + 1
+            age, seen = slave.age, slave.seen
+            for part in age:
+                age[part] = 0 if part in seen else age[part] + 1
             slave.seen = set()
-            if slave.missed >= self.settings.timeout_cycles:
+            if max(age.values()) >= timeout:  # slave.missed
                 cells = slice(slave.first_cell, slave.first_cell + slave.cells)
                 sensors = slice(slave.first_sensor, slave.first_sensor + slave.sensors)
                 self._voltage_v[cells] = np.nan

@@ -53,24 +53,37 @@ class SlaveNode:
         self._command_s = -np.inf
         self._open_wire = np.zeros(self.cells, dtype=bool)
         self.rejected_frames = 0
+        m = self.messages
+        self._codecs = {  # the frames addressed to this slave (others pass by)
+            self._trigger.frame_id: self._trigger,
+            m.balancing.frame_id: m.balancing,
+            m.config.frame_id: m.config,
+        }
+        self._status_names = tuple(
+            m.signal("ST", name)
+            for name in ("State", "OpenWire", "Balancing", "BoardTemp", "BalancingDuty")
+        )
 
     def tick(self, now_s: float) -> None:
         """Handle every frame that arrived, then keep the bleeders within their limits."""
+        codecs = self._codecs
         for frame in self.port.receive():
-            self._handle(now_s, frame)
+            if frame.frame_id in codecs:
+                self._handle(now_s, frame)
         self._apply_balancing(now_s)
 
     def _handle(self, now_s: float, frame: Frame) -> None:
         m = self.messages
-        codec = {
-            self._trigger.frame_id: self._trigger,
-            m.balancing.frame_id: m.balancing,
-            m.config.frame_id: m.config,
-        }.get(frame.frame_id)
+        codec = self._codecs.get(frame.frame_id)
         if codec is None:
             return  # another slave's frame
         try:
-            decoded = codec.decode_checked(frame.data)
+            if codec is self._trigger:  # one broadcast frame, decoded once for all slaves
+                decoded = codec._decode_shared(frame.data)
+                if not decoded.crc_ok:
+                    raise FrameError(f"{codec.name}: CRC error")
+            else:
+                decoded = codec.decode_checked(frame.data)
         except FrameError:
             self.rejected_frames += 1
             return
@@ -108,18 +121,29 @@ class SlaveNode:
         for values in m.temperature_frames(temps.temp_c, temps.open_circuit, temps.short_circuit):
             self._send(now_s, m.temperatures, values)
         balancing = self._applied
-        duty = round(fe.balancing_duty() * DUTY_STEPS) / DUTY_STEPS if balancing.any() else 0.0
-        state = SlaveState.BALANCING if balancing.any() else SlaveState.NORMAL
-        if self._open_wire.any() or temps.open_circuit.any() or temps.short_circuit.any():
+        balancing_bits = mask_to_bits(balancing)
+        open_bits = mask_to_bits(self._open_wire)
+        bleeding = balancing_bits != 0 if _exact(balancing) else balancing.any()
+        opened = open_bits != 0 if _exact(self._open_wire) else self._open_wire.any()
+        duty = round(fe.balancing_duty() * DUTY_STEPS) / DUTY_STEPS if bleeding else 0.0
+        state = SlaveState.BALANCING if bleeding else SlaveState.NORMAL
+        if opened or temps.open_circuit.any() or temps.short_circuit.any():
             state = SlaveState.FAULT
+        state_name, open_wire, bleeders, board_temp, bleed_duty = self._status_names
         self._send(
             now_s,
             m.status,
             {
-                m.signal("ST", "State"): int(state),
-                m.signal("ST", "OpenWire"): mask_to_bits(self._open_wire),
-                m.signal("ST", "Balancing"): mask_to_bits(balancing),
-                m.signal("ST", "BoardTemp"): fe.board_temp_c,
-                m.signal("ST", "BalancingDuty"): duty,
+                state_name: int(state),
+                open_wire: open_bits,
+                bleeders: balancing_bits,
+                board_temp: fe.board_temp_c,
+                bleed_duty: duty,
             },
         )
+
+
+def _exact(mask: np.ndarray) -> bool:
+    """Whether ``mask_to_bits(mask)`` has a bit for every element (then "any set" is "some
+    bit set"): a boolean mask short enough for the bits to fit."""
+    return mask.dtype == np.bool_ and mask.ndim == 1 and mask.size < 63

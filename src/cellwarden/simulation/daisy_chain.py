@@ -67,37 +67,57 @@ class DaisyChain:
     def service(self, now_s: float) -> None:
         """Deliver the master's frames, let every slave run, carry their answers back."""
         chain, slave_modes = self._faults()
-        reachable = min(
-            [len(self.nodes)] + [f.reachable_slaves for f in chain if f.mode == "break"]
-        )
+        nodes, taps = self.nodes, self.taps
+        reachable = min([len(nodes)] + [f.reachable_slaves for f in chain if f.mode == "break"])
         latency_s = sum(f.latency_s for f in chain if f.mode == "latency")
-        for frame in self.port.receive():
-            for index in range(reachable):
-                if not self._lost(chain, index):
-                    self._down.append((now_s + latency_s, index, frame))
-        arrived, self._down = _split_due(now_s, self._down)
-        for _, index, frame in arrived:
-            self.taps[index].inbox.append(frame)
-        for index, node in enumerate(self.nodes):
-            if slave_modes.get(index) == "silent":
+        # the faults that draw random numbers, in the chain's order (as _lost/_corrupted do)
+        loss = [f for f in chain if f.mode == "loss"]
+        corruption = [f for f in chain if f.mode == "corruption"]
+        frames = self.port.receive()
+        if frames and not latency_s and not loss and not self._down:
+            for tap in taps[:reachable]:  # the common case: every frame arrives, now
+                tap.inbox.extend(frames)
+        elif frames or self._down:
+            for frame in frames:
+                for index in range(reachable):
+                    if not (loss and self._lost(loss, index)):
+                        self._down.append((now_s + latency_s, index, frame))
+            arrived, self._down = _split_due(now_s, self._down)
+            for _, index, frame in arrived:
+                taps[index].inbox.append(frame)
+        for index, node in enumerate(nodes):
+            if slave_modes and slave_modes.get(index) == "silent":
                 node.front_end.set_balancing(np.zeros(node.cells, dtype=bool))
-                self.taps[index].inbox.clear()
+                taps[index].inbox.clear()
                 continue
             node.tick(now_s)
-        for index, tap in enumerate(self.taps):
+        direct = not latency_s and not self._up
+        send = self.port.send
+        for index, tap in enumerate(taps):
             frames, tap.outbox = tap.outbox, []
-            if index >= reachable or slave_modes.get(index) == "silent":
+            if not frames:
+                continue
+            mode = slave_modes.get(index) if slave_modes else None
+            if index >= reachable or mode == "silent":
                 continue
             for frame in frames:
-                if self._lost(chain, index):
+                if loss and self._lost(loss, index):
                     continue
-                if slave_modes.get(index) == "frozen":
+                if mode == "frozen":
                     frame = _with_alive(frame, FROZEN_ALIVE)
-                frame = self._corrupted(chain, index, frame)
-                self._up.append((now_s + latency_s, frame))
-        arrived_up, self._up = _split_due(now_s, self._up)
-        for due_s, frame in arrived_up:
-            self.port.send(Frame(due_s, frame.frame_id, frame.data, frame.extended))
+                if corruption:
+                    frame = self._corrupted(corruption, index, frame)
+                if direct:  # due now: sent at once, in the order the general path keeps
+                    due_s = now_s + latency_s
+                    if frame.time_s != due_s:
+                        frame = Frame(due_s, frame.frame_id, frame.data, frame.extended)
+                    send(frame)
+                else:
+                    self._up.append((now_s + latency_s, frame))
+        if self._up:
+            arrived_up, self._up = _split_due(now_s, self._up)
+            for due_s, frame in arrived_up:
+                send(Frame(due_s, frame.frame_id, frame.data, frame.extended))
 
     def _applies(self, fault: ChainFault, index: int) -> bool:
         return (fault.slave is None or fault.slave == index) and (
