@@ -79,6 +79,11 @@ class CellModel:
         self._stack = np.stack([discharge, charge, *circuit, energy])
         self._stack[[R0, R1, R2]] /= parallel
         self._stack[ENERGY] *= self.capacity_ah
+        # for lookups: each quantity's grid flattened (temperature-major), and the flat offsets
+        # of a grid square's corners (k, j), (k + 1, j), (k, j + 1), (k + 1, j + 1)
+        n_soc = self.soc_grid.size
+        self._flat = self._stack.reshape(self._stack.shape[0], -1)
+        self._corner_offsets = np.array([0, n_soc, 1, n_soc + 1])
 
     def at(self, soc: np.ndarray, temp_c: np.ndarray, hyst: np.ndarray | float = 0.0) -> CellPoint:
         """All quantities at each cell's state, from one bilinear lookup."""
@@ -92,9 +97,11 @@ class CellModel:
         )
         k = np.minimum(y.astype(np.int64), n_temp - 2)
         fy = y - k
-        t = self._stack
-        low = (1 - fy) * t[:, k, j] + fy * t[:, k + 1, j]
-        high = (1 - fy) * t[:, k, j + 1] + fy * t[:, k + 1, j + 1]
+        # the four corners of every cell's grid square, gathered in one go from the flat table
+        corners = self._flat.take(np.add.outer(self._corner_offsets, k * n_soc + j), axis=1)
+        gy = 1 - fy
+        low = gy * corners[:, 0] + fy * corners[:, 1]
+        high = gy * corners[:, 2] + fy * corners[:, 3]
         value = low + fx * (high - low)
         slope = (high - low) * (n_soc - 1)
         hyst = np.asarray(hyst, float)

@@ -104,6 +104,21 @@ class ProtectionEngine:
         if len(codes) != len(set(codes)):
             raise ValueError("protection table codes must be unique")
         self._states = {rule.code: _RuleState() for rule in self.rules}
+        self._by_task: dict[Task, list[tuple[Rule, _RuleState]]] = {}
+        self._by_task_of: tuple[int, int] = (0, -1)  # (id, length) of the rules they follow
+
+    def _task_rules(self, task: Task) -> list[tuple[Rule, _RuleState]]:
+        """The rules of ``task`` in table order, each with its state (cached per table)."""
+        rules = self.rules
+        if self._by_task_of != (id(rules), len(rules)):
+            self._by_task = {}
+            self._by_task_of = (id(rules), len(rules))
+        entries = self._by_task.get(task)
+        if entries is None:
+            states = self._states
+            entries = [(rule, states[rule.code]) for rule in rules if rule.task is task]
+            self._by_task[task] = entries
+        return entries
 
     def evaluate(
         self,
@@ -116,10 +131,7 @@ class ProtectionEngine:
 
         ``freeze`` builds the freeze frame; it is called only when a rule trips.
         """
-        for rule in self.rules:
-            if rule.task is not task:
-                continue
-            state = self._states[rule.code]
+        for rule, state in self._task_rules(task):
             value = quantities[rule.quantity]
             armed = rule.armed_by is None or quantities[rule.armed_by] > 0
             if not state.active:

@@ -66,6 +66,15 @@ class SimulatedCellMonitor:
         self._mask = np.zeros(self.cell_count, dtype=bool)
         self._duty = 1.0
         self.board_temp_c = float(plant.bus[k.COOLANT_C])
+        # hot-path caches: the channels as a slice (a view, no gather) when contiguous, the
+        # sensors' cells as a strided slice, and the spec's constants
+        self._cells = _as_slice(self.groups)
+        self._sensors = _as_slice(self._sensor_plant_cells)
+        self._sensor_count = int(self.sensor_cells.size)
+        self._lsb_v = monitor.adc_lsb_v
+        self._noise_v = monitor.noise_v
+        self._full_scale = 2**board.ntc.adc_bits - 1
+        self._code_temp_c = _code_temperatures(board.ntc) if self._sensor_count else None
 
     # --- voltages ---------------------------------------------------------------------------
     def sample_voltages(self, now_s: float) -> VoltageSample:
@@ -77,6 +86,17 @@ class SimulatedCellMonitor:
         return self._last
 
     def _convert(self, now_s: float) -> VoltageSample:
+        plant = self.plant
+        if not plant.hardware_faults:  # the same arithmetic, without the fault handling
+            reading = plant.gs[k.G_VOLT, self._cells] * self._gain
+            reading += self._offset_v
+            reading += self._rng.normal(0.0, self._noise_v, self.cell_count)
+            reading /= self._lsb_v
+            np.rint(reading, out=reading)
+            reading *= self._lsb_v
+            np.maximum(reading, 0.0, out=reading)
+            pack, link = self.hv.measure()
+            return VoltageSample(now_s, reading, pack, link)
         monitor = self.spec.cell_monitor
         true_v = self.plant.gs[k.G_VOLT, self.groups]
         seen = true_v.copy()
@@ -120,6 +140,40 @@ class SimulatedCellMonitor:
     def sample_temperatures(self, now_s: float) -> TemperatureSample:
         """NTC readings through the divider and ADC, with rail checks for open and short."""
         ntc = self.spec.ntc
+        if not self.plant.hardware_faults:  # the same arithmetic, without the fault handling
+            true_c = self.plant.cs[k.TEMP, self._sensors] + self._ntc_offset_c
+            true_c += self._rng.normal(0.0, ntc.noise_c, self._sensor_count)
+            true_c += KELVIN
+            x = np.divide(1.0, true_c, out=true_c)
+            x -= 1.0 / 298.15
+            x *= ntc.beta_k
+            resistance = np.exp(x)
+            resistance *= ntc.r25_ohm
+            codes = resistance + ntc.pullup_ohm
+            np.divide(resistance, codes, out=codes)
+            full_scale = self._full_scale
+            codes *= full_scale
+            np.rint(codes, out=codes)
+            open_circuit = codes >= full_scale - NTC_RAIL_MARGIN_CODES
+            short_circuit = codes <= NTC_RAIL_MARGIN_CODES
+            table = self._code_temp_c
+            if table is not None and np.maximum.reduce(codes) <= full_scale:  # (no NaN)
+                return TemperatureSample(
+                    now_s, table.take(codes.astype(np.intp)), open_circuit, short_circuit
+                )
+            measured = np.maximum(codes, 1)
+            np.minimum(measured, full_scale - 1, out=measured)
+            measured /= full_scale
+            r_measured = ntc.pullup_ohm * measured
+            np.subtract(1.0, measured, out=measured)
+            r_measured /= measured
+            r_measured /= ntc.r25_ohm
+            temp_c = np.log(r_measured)
+            temp_c /= ntc.beta_k
+            temp_c += 1.0 / 298.15
+            np.divide(1.0, temp_c, out=temp_c)
+            temp_c -= KELVIN
+            return TemperatureSample(now_s, temp_c, open_circuit, short_circuit)
         true_c = self.plant.cell_temp_c[self._sensor_plant_cells] + self._ntc_offset_c
         true_c = true_c + self._rng.normal(0.0, ntc.noise_c, true_c.size)
         resistance = ntc.r25_ohm * np.exp(ntc.beta_k * (1.0 / (true_c + KELVIN) - 1.0 / 298.15))
@@ -148,8 +202,10 @@ class SimulatedCellMonitor:
             self.board_temp_c = float(self.plant.bus[k.COOLANT_C])
             return
         self._mask = mask
-        voltage = self.plant.gs[k.G_VOLT, self.groups]
-        power_w = float(np.sum(np.where(self._mask, voltage**2, 0.0)) / spec.bleed_resistance_ohm)
+        voltage = self.plant.gs[k.G_VOLT, self._cells]
+        power_w = float(
+            np.add.reduce(np.where(mask, voltage * voltage, 0.0)) / spec.bleed_resistance_ohm
+        )
         duty = 1.0 if power_w <= spec.max_board_power_w else spec.max_board_power_w / power_w
         board_c = (
             self.plant.bus[k.COOLANT_C] + power_w * duty * spec.board_thermal_resistance_k_per_w
@@ -159,7 +215,7 @@ class SimulatedCellMonitor:
         duty *= min(1.0, max(0.0, (spec.derate_stop_c - board_c) / span)) if span > 0 else 1.0
         self._duty = duty
         conductance = self.plant.gs[k.G_BLEED_G].copy()
-        conductance[self.groups] = np.where(self._mask, duty / spec.bleed_resistance_ohm, 0.0)
+        conductance[self._cells] = np.where(mask, duty / spec.bleed_resistance_ohm, 0.0)
         self.plant.set_bleed_conductance(conductance)
 
     def balancing_duty(self) -> float:
@@ -167,3 +223,37 @@ class SimulatedCellMonitor:
 
     def lost_modules(self) -> int:
         return 0
+
+
+_CODE_TABLES: dict[tuple, np.ndarray | None] = {}
+CODE_TABLE_MAX_BITS = 16
+
+
+def _code_temperatures(ntc) -> np.ndarray | None:
+    """The temperature each ADC code reads as, by the same arithmetic as a conversion (one
+    table per NTC spec); None for ADCs too fine to tabulate."""
+    key = (ntc.adc_bits, ntc.pullup_ohm, ntc.r25_ohm, ntc.beta_k)
+    if key not in _CODE_TABLES:
+        table = None
+        if ntc.adc_bits <= CODE_TABLE_MAX_BITS:
+            full_scale = 2**ntc.adc_bits - 1
+            codes = np.arange(full_scale + 1, dtype=float)
+            measured = np.clip(codes, 1, full_scale - 1) / full_scale
+            r_measured = ntc.pullup_ohm * measured / (1.0 - measured)
+            table = 1.0 / (1.0 / 298.15 + np.log(r_measured / ntc.r25_ohm) / ntc.beta_k) - KELVIN
+        _CODE_TABLES[key] = table
+    return _CODE_TABLES[key]
+
+
+def _as_slice(indices: np.ndarray) -> slice | np.ndarray:
+    """Evenly spaced increasing indices as a slice (a view instead of a gather), else as given."""
+    indices = np.asarray(indices)
+    if indices.size == 0:
+        return indices
+    first = int(indices[0])
+    if indices.size == 1:
+        return slice(first, first + 1)
+    step = int(indices[1]) - first
+    if step > 0 and np.array_equal(indices, first + step * np.arange(indices.size)):
+        return slice(first, int(indices[-1]) + 1, step)
+    return indices

@@ -31,7 +31,10 @@ class SimulatedHvMeasurement:
 
     def measure(self) -> tuple[float, float]:
         """(stack voltage, link voltage) in volts."""
-        stack_v = float(self.plant.gs[k.G_VOLT, self.groups].sum())
-        pack = stack_v * self._gain + self._rng.normal(0.0, HV_NOISE_V)
-        link = self.plant.bus_voltage_v * self._gain + self._rng.normal(0.0, HV_NOISE_V)
+        plant = self.plant
+        stack_v = float(np.add.reduce(plant.gs[k.G_VOLT, self.groups]))
+        # both noise draws in one call: the same stream, in the same order, as two scalar draws
+        pack_noise, link_noise = self._rng.normal(0.0, HV_NOISE_V, 2).tolist()
+        pack = stack_v * self._gain + pack_noise
+        link = plant.bus_voltage_v * self._gain + link_noise
         return pack, link
