@@ -201,6 +201,9 @@ def serve_modbus(
     spec = _scenario(scenario)
     try:
         simulation = Simulation(spec, duration_s=duration)
+    except ConfigError as error:
+        raise _fail(error) from None
+    try:
         endpoint = (
             TcpEndpoint(host, port)
             if rtu is None
@@ -208,7 +211,10 @@ def serve_modbus(
         )
         server = attach_sunspec(simulation, endpoint, unit_id)
         server.start()
-    except (ConfigError, ValueError, OSError) as error:
+    except (ValueError, OSError) as error:
+        close = getattr(simulation.controller, "close", None)
+        if close is not None:
+            close()  # the buses the run would have closed
         raise _fail(error) from None
     where = f"{host}:{server.port}" if rtu is None else str(endpoint)
     error_console.print(
