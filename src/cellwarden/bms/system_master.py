@@ -26,6 +26,8 @@ from cellwarden.bms.system_state import (
 from cellwarden.model.architecture import Topology
 from cellwarden.model.system_master import SystemMasterSettings
 
+Reports = list[StringReport | None]  # one entry per string; None: no fresh report
+
 SHARE_MARGIN = 0.95  # system limits keep this share of what the weakest string allows
 SHARE_SMOOTHING = 0.2  # weight of each new measured current share
 SHARE_MIN_CURRENT_C = 0.05  # current shares are measured above this system C-rate
@@ -123,13 +125,13 @@ class SystemMaster:
         """Whether the string may be on the bus; isolates a silent or faulted one."""
         name = self.info[index].name
         if self._disabled[index]:
-            self._set(now_s, index, StringStatus.DISABLED, "taken out of service")
+            self._set(index, StringStatus.DISABLED, "taken out of service")
             return False
         problem = "silent" if report is None else "faulted" if report.fault else ""
         if problem:
             if self._status[index] is not StringStatus.ISOLATED:
                 self.log.info(now_s, "SYS", f"string {name} {problem}: isolated")
-            self._set(now_s, index, StringStatus.ISOLATED, problem)
+            self._set(index, StringStatus.ISOLATED, problem)
             self._healthy_since[index] = None
             self._was_isolated[index] = True
             return False
@@ -140,10 +142,10 @@ class SystemMaster:
             if self._was_isolated[index] and not settled:
                 return False
             self.log.info(now_s, "SYS", f"string {name} healthy again: may rejoin")
-            self._set(now_s, index, StringStatus.DISCONNECTED, "")
+            self._set(index, StringStatus.DISCONNECTED, "")
         return True
 
-    def _set(self, now_s: float, index: int, status: StringStatus, reason: str) -> None:
+    def _set(self, index: int, status: StringStatus, reason: str) -> None:
         self._status[index] = status
         self._reason[index] = reason
         if status in (StringStatus.ISOLATED, StringStatus.DISABLED):
@@ -161,7 +163,9 @@ class SystemMaster:
     def _window_v(self, index: int) -> float:
         return self.settings.connect_window_pct / 100.0 * self.info[index].nominal_voltage_v
 
-    def _connect_parallel(self, now_s, reports, healthy, live) -> None:
+    def _connect_parallel(
+        self, now_s: float, reports: Reports, healthy: list[bool], live: list[int]
+    ) -> None:
         candidates = [i for i, ok in enumerate(healthy) if ok]
         for i, ok in enumerate(healthy):
             if not ok:
@@ -194,7 +198,7 @@ class SystemMaster:
             self._connect[i] = True
             self.log.info(now_s, "SYS", f"string {self.info[i].name} connects to the dead bus")
 
-    def _first_group(self, reports, candidates: list[int]) -> list[int]:
+    def _first_group(self, reports: Reports, candidates: list[int]) -> list[int]:
         """The largest set of strings within each other's window, by charging priority."""
         if self.settings.charge_priority == "lowest-voltage":
             order = sorted(candidates, key=lambda i: reports[i].pack_voltage_v)
@@ -211,7 +215,7 @@ class SystemMaster:
         return best
 
     # --- limits ---------------------------------------------------------------------------
-    def _shares(self, reports, live: list[int]) -> list[float]:
+    def _shares(self, reports: Reports, live: list[int]) -> list[float]:
         """Each string's share of the system current: measured where the current is large
         enough, never below its share by nominal impedance (the cautious of the two)."""
         shares = [0.0] * len(reports)
@@ -238,7 +242,9 @@ class SystemMaster:
             shares[i] = max(nominal, measured if measured is not None else 0.0)
         return shares
 
-    def _limits(self, reports, live: list[int], shares: list[float]) -> tuple[float, ...]:
+    def _limits(
+        self, reports: Reports, live: list[int], shares: list[float]
+    ) -> tuple[float, float, float]:
         """(charge A, discharge A, charge V) for the bus."""
         if not live:
             return 0.0, 0.0, self._fallback_charge_voltage(reports)
@@ -261,7 +267,7 @@ class SystemMaster:
             min(reports[i].charge_voltage_limit_v for i in live),
         )
 
-    def _fallback_charge_voltage(self, reports) -> float:
+    def _fallback_charge_voltage(self, reports: Reports) -> float:
         """A charge voltage limit with no string on the bus: never 0."""
         known = [r.charge_voltage_limit_v for r in reports if r is not None]
         if known and self.topology is not Topology.SERIES:
@@ -269,7 +275,14 @@ class SystemMaster:
         return self.rating.max_voltage_v
 
     # --- the published state -----------------------------------------------------------------
-    def _state(self, now_s, reports, healthy, live, shares) -> SystemState:
+    def _state(
+        self,
+        now_s: float,
+        reports: Reports,
+        healthy: list[bool],
+        live: list[int],
+        shares: list[float],
+    ) -> SystemState:
         heard = [r for r in reports if r is not None]
         on_bus = [reports[i] for i in live]
         charge_a, discharge_a, charge_v = self._limits(reports, live, shares)
@@ -336,7 +349,9 @@ class SystemMaster:
             strings=views,
         )
 
-    def _alarms(self, reports, live: list[int]) -> tuple[frozenset[Alarm], frozenset[Alarm]]:
+    def _alarms(
+        self, reports: Reports, live: list[int]
+    ) -> tuple[frozenset[Alarm], frozenset[Alarm]]:
         """Alarms of the strings on the bus; an isolated string's trouble is a warning while
         the rest carry on, and an alarm once none is left."""
         alarms: set[Alarm] = set()
