@@ -152,8 +152,12 @@ def test_operator_disconnect_and_inverter_loss_take_every_string_off():
     master = _master()
     live = [_report(i, connected=True) for i in range(4)]
     master.request_connected(False)
-    commands, _ = master.step(0.0, live)
+    commands, state = master.step(0.0, live)
     assert not any(c.connect for c in commands)
+    # the load is ramped down first: zero limits while the strings still conduct
+    assert state.strings_connected == 4
+    assert state.charge_current_limit_a == state.discharge_current_limit_a == 0.0
+    assert not state.charge_allowed and not state.discharge_allowed
     master.request_connected(True)
     master.inverter_lost = True
     commands, _ = master.step(1.0, [replace(r, time_s=1.0) for r in live])

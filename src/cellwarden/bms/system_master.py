@@ -84,6 +84,12 @@ class SystemMaster:
             raise ValueError(f"string {index} is outside the allowed range 0..{len(self.info) - 1}")
         self._disabled[index] = not enabled
 
+    @property
+    def stopping(self) -> bool:
+        """The system is being taken off its bus: by request, or without its inverter."""
+        inverter_gone = self.inverter_lost and self.settings.inverter_loss_action == "open"
+        return not self.wanted_on or inverter_gone
+
     # --- the step -------------------------------------------------------------------------
     def step(
         self, now_s: float, reports: list[StringReport | None]
@@ -91,9 +97,7 @@ class SystemMaster:
         fresh = [self._fresh(now_s, report) for report in reports]
         healthy = [self._judge(now_s, i, report) for i, report in enumerate(fresh)]
         live = [i for i, r in enumerate(fresh) if r is not None and r.connected and healthy[i]]
-        if not self.wanted_on or (
-            self.inverter_lost and self.settings.inverter_loss_action == "open"
-        ):
+        if self.stopping:
             self._connect = [False] * len(reports)
         elif self.topology is Topology.SERIES:
             self._connect_series(now_s, healthy)
@@ -286,6 +290,8 @@ class SystemMaster:
         heard = [r for r in reports if r is not None]
         on_bus = [reports[i] for i in live]
         charge_a, discharge_a, charge_v = self._limits(reports, live, shares)
+        if self.stopping:  # ramp the load down before the contactors open
+            charge_a = discharge_a = 0.0
         series = self.topology is Topology.SERIES
         if on_bus:
             voltage_v = (
