@@ -93,3 +93,28 @@ def test_serve_modbus_command_runs_and_reports_a_bad_endpoint():
                               "--duration", "5"])  # fmt: skip
     assert bad.exit_code == 2
     assert "/dev/no-such-tty" in bad.output
+
+
+def test_a_single_string_is_served_read_only():
+    simulation = Simulation(load_builtin("ess-rack-126s"), duration_s=20.0)
+    server = attach_sunspec(simulation, TcpEndpoint("127.0.0.1", 0))
+    server.start()
+    try:
+        result = simulation.run()
+        state = result.controller.bms[0].state
+        device = _scan(server.port)
+        battery = device.models[802][0]
+        assert battery.SoC.cvalue == pytest.approx(state.soc_pct, abs=0.1)
+        assert battery.V.cvalue == pytest.approx(result.plant.bus_voltage_v, abs=1.0)
+        assert battery.ADisChaMax.cvalue == pytest.approx(state.limits.discharge_current_a, abs=0.1)
+        assert (device.models[803][0].NStr.value, len(device.models[804])) == (1, 1)
+        client = ModbusTcpClient("127.0.0.1", port=server.port)
+        assert client.connect()
+        try:
+            set_op = battery.points["SetOp"].offset + battery.model_addr
+            refused = client.write_register(set_op, 2, device_id=1)
+            assert refused.isError() and refused.exception_code == 2  # no system master
+        finally:
+            client.close()
+    finally:
+        server.stop()
