@@ -98,7 +98,9 @@ class ChargerSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_current_a: float = Field(gt=0)
+    max_current_a: float | None = Field(
+        default=None, gt=0, description="default: the installed strings' rated charge current"
+    )
     max_voltage_v: float = Field(gt=0, description="hardware ceiling of its output")
     voltage_setpoint_v: float | None = Field(
         default=None, gt=0, description="CV setpoint without a request; default: the pack's"

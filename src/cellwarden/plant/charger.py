@@ -19,6 +19,8 @@ class Charger:
     """Constant current up to its setpoint voltage, then constant voltage."""
 
     def __init__(self, spec: ChargerSpec, default_voltage_v: float) -> None:
+        if spec.max_current_a is None:
+            raise ValueError("the charger's max_current_a must be resolved from the system first")
         self.spec = spec
         self.default_voltage_v = min(
             spec.voltage_setpoint_v or default_voltage_v, spec.max_voltage_v

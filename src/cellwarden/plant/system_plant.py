@@ -86,9 +86,7 @@ class SystemPlant:
         self.bus[k.LOAD_MAX_DISCHARGE_A] = np.inf
         self.bus[k.LOAD_MAX_REGEN_A] = np.inf
         self.power_paths = [PowerPath(s.power_path, s.cable_resistance_ohm) for s in layout.strings]
-        self.charger = Charger(
-            charger or self._default_charger(), default_voltage_v=self.branch_max_voltage_v
-        )
+        self.charger = Charger(self._charger_spec(charger), self.branch_max_voltage_v)
         self.hardware_faults: list[tuple[float, HardwareFault]] = []  # (since_s, fault)
         self._duty = (DutyMode.REST, 0.0)
         self._last_ageing = (0.0, self.cs[k.THROUGHPUT_AS].copy(), self.cs[k.CHARGE_AS].copy())
@@ -175,6 +173,15 @@ class SystemPlant:
 
     def _per_branch(self, per_string: list[float]) -> np.ndarray:
         return np.bincount(self.layout.string_branch, per_string, self.layout.branch_count)
+
+    def _charger_spec(self, spec: ChargerSpec | None) -> ChargerSpec:
+        """The scenario's charger, its current defaulting to the strings' rating."""
+        default = self._default_charger()
+        if spec is None:
+            return default
+        if spec.max_current_a is None:
+            return spec.model_copy(update={"max_current_a": default.max_current_a})
+        return spec
 
     def _default_charger(self) -> ChargerSpec:
         strings = self.layout.strings
