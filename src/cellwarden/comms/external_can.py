@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from cellwarden.bms.alarms import code_number
+from cellwarden.bms.alarms import WARNING_ACTIONS, Alarm, alarm_of, worst_code
 from cellwarden.bms.protection import Action, Rule
 from cellwarden.comms.can_bus import Frame, FramePort, due
 from cellwarden.comms.codec import BusCodec, FrameError, bus_codec
@@ -36,7 +36,6 @@ BMS_TIMEOUT_S = 0.5  # the vehicle falls back to zero limits after this long wit
 ALARM_KINDS = ("OverVoltage", "UnderVoltage", "OverCurrent", "Temperature", "InsulationComm",
                "Internal")  # fmt: skip
 FAULT_LEVELS = {"None": 0, "Warning": 1, "Fault": 2}
-WARNING_ACTIONS = (Action.WARN, Action.DERATE)
 
 
 def external_codec() -> BusCodec:
@@ -44,19 +43,22 @@ def external_codec() -> BusCodec:
     return bus_codec("external")
 
 
+KIND_OF_ALARM = {  # the external bus groups the alarm categories more coarsely
+    Alarm.CELL_OVER_VOLTAGE: "OverVoltage",
+    Alarm.CELL_UNDER_VOLTAGE: "UnderVoltage",
+    Alarm.CHARGE_OVER_CURRENT: "OverCurrent",
+    Alarm.DISCHARGE_OVER_CURRENT: "OverCurrent",
+    Alarm.OVER_TEMPERATURE: "Temperature",
+    Alarm.UNDER_TEMPERATURE: "Temperature",
+    Alarm.COMMUNICATION: "InsulationComm",
+    Alarm.IMBALANCE: "Internal",
+    Alarm.INTERNAL: "Internal",
+}
+
+
 def alarm_kind(code: str) -> str:
     """The alarm group of a DTC code (see docs/can-external.md)."""
-    if code.startswith("B110"):
-        return "OverVoltage"
-    if code.startswith("B111"):
-        return "UnderVoltage"
-    if code.startswith("B12"):
-        return "OverCurrent"
-    if code.startswith("B13"):
-        return "Temperature"
-    if code.startswith(("B17", "B18")):
-        return "InsulationComm"
-    return "Internal"
+    return KIND_OF_ALARM[alarm_of(code)]
 
 
 class ExternalCanLink:
@@ -79,7 +81,8 @@ class ExternalCanLink:
         self._codecs = {name: codecs[name] for name in BMS_FRAMES}
         self._periods_s = {name: codec.cycle_s for name, codec in self._codecs.items()}
         self._command = codecs[COMMAND]
-        self._actions = {rule.code: rule.action for rule in rules}
+        self._rules = tuple(rules)
+        self._actions = {rule.code: rule.action for rule in self._rules}
         path_state = self._codecs[STATE].message.get_signal_by_name("State_PathState")
         self._path_labels = {str(v).lower(): str(v) for v in (path_state.choices or {}).values()}
         self.discharge_a = 0.0
@@ -213,7 +216,6 @@ class ExternalCanLink:
         for code in codes:
             level = "Fault" if self._is_fault(code) else "Warn"
             values[f"Alarm_{level}{alarm_kind(code)}"] = 1
-        worst = max(codes, key=lambda c: self._actions.get(c, Action.OPEN), default=None)
         values["Alarm_ActiveCount"] = len(codes)
-        values["Alarm_WorstCode"] = code_number(worst) if worst is not None else 0
+        values["Alarm_WorstCode"] = worst_code(codes, self._rules)
         return values
