@@ -24,6 +24,7 @@ from cellwarden.bms.system_state import (
     SystemState,
 )
 from cellwarden.model.architecture import Topology
+from cellwarden.model.system import StringSpec
 from cellwarden.model.system_master import SystemMasterSettings
 
 Reports = list[StringReport | None]  # one entry per string; None: no fresh report
@@ -42,6 +43,19 @@ class StringInfo:
     nominal_voltage_v: float
     capacity_ah: float
     resistance_ohm: float  # cells, power path and cable at 50 % SoC and 25 °C
+
+    @classmethod
+    def of(cls, string: StringSpec, group_r0_ohm: float) -> StringInfo:
+        """A configured string; ``group_r0_ohm``: one series group's R0 at 50 % and 25 °C."""
+        return cls(
+            name=string.name or "string",
+            modules=max(string.slaves, 1),
+            nominal_voltage_v=string.pack.nominal_voltage_v,
+            capacity_ah=string.pack.capacity_ah,
+            resistance_ohm=string.pack.series * group_r0_ohm
+            + string.power_path.closed_resistance_ohm
+            + string.cable_resistance_ohm,
+        )
 
 
 class SystemMaster:

@@ -134,15 +134,7 @@ class ClosedLoopController:
                 settings.loss_action,
             )  # fmt: skip
         infos = [
-            StringInfo(
-                name=string.name,
-                modules=max(string.slaves, 1),
-                nominal_voltage_v=string.pack.nominal_voltage_v,
-                capacity_ah=string.pack.capacity_ah,
-                resistance_ohm=string.pack.series * node.bms.nominal_r0_ohm
-                + string.power_path.closed_resistance_ohm
-                + string.cable_resistance_ohm,
-            )
+            StringInfo.of(string, node.bms.nominal_r0_ohm)
             for string, node in zip(plant.layout.strings, self.nodes, strict=True)
         ]
         rating = rating_of(scenario.system)

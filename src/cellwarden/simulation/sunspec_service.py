@@ -46,14 +46,6 @@ def attach_sunspec(simulation: Simulation, endpoint: Endpoint, unit_id: int = 1)
 def _lone_string_observer(simulation: Simulation) -> SystemMaster:
     """The system master's aggregation over one string (its commands are not used)."""
     string = simulation.plant.layout.strings[0]
-    bms = simulation.controller.bms[0]
-    info = StringInfo(
-        name=string.name or "string",
-        modules=max(string.slaves, 1),
-        nominal_voltage_v=string.pack.nominal_voltage_v,
-        capacity_ah=string.pack.capacity_ah,
-        resistance_ohm=string.pack.series * bms.nominal_r0_ohm
-        + string.power_path.closed_resistance_ohm,
-    )
+    info = StringInfo.of(string, simulation.controller.bms[0].nominal_r0_ohm)
     rating = rating_of(simulation.scenario.system)
     return SystemMaster(rating, [info], Topology.PARALLEL, SystemMasterSettings())
