@@ -20,6 +20,7 @@ import numpy as np
 from cellwarden.bms.string_bms import StringBms
 from cellwarden.model.architecture import Architecture
 from cellwarden.model.scenario import Scenario
+from cellwarden.model.system import StringSpec
 from cellwarden.plant import kernel as k
 from cellwarden.plant.duty import DutyMode
 from cellwarden.simulation.runner import RunResult, Simulation
@@ -89,7 +90,11 @@ class PackFacts:
 
     @classmethod
     def of(cls, scenario: Scenario) -> PackFacts:
-        string = scenario.system.strings[0]
+        """The facts of the scenario's first string."""
+        return cls.of_string(scenario.system.strings[0])
+
+    @classmethod
+    def of_string(cls, string: StringSpec) -> PackFacts:
         pack = string.pack
         limits = pack.cell.effective_limits
         amps = pack.capacity_ah
@@ -175,9 +180,15 @@ def _charge_after(result: RunResult, start_s: float, end_s: float = np.inf) -> t
     )
 
 
+def _conducting(result: RunResult, string: int) -> bool:
+    """Ground truth: the string's branch conducts."""
+    plant = result.plant
+    return bool(plant.bs[k.B_CONDUCTING, plant.layout.string_branch[string]] > 0.5)
+
+
 def _path_open(result: RunResult) -> bool:
-    """Ground truth: the plant's power path no longer conducts."""
-    return bool(result.plant.bs[k.B_CONDUCTING, 0] < 0.5)
+    """Ground truth: the (single) string's power path no longer conducts."""
+    return not _conducting(result, 0)
 
 
 def _verdict(checks: list[tuple[bool, str]]) -> Verdict:

@@ -10,9 +10,18 @@ from typing import Any
 import numpy as np
 
 from cellwarden.model.scenario import Scenario
+from cellwarden.model.system import StringSpec
 from cellwarden.plant import kernel as k
 from cellwarden.plant.duty import DutyMode
-from cellwarden.simulation.campaign import CampaignTest, Verdict, _msl_ok, _steps, _verdict
+from cellwarden.simulation.campaign import (
+    CampaignTest,
+    PackFacts,
+    Verdict,
+    _conducting,
+    _msl_ok,
+    _steps,
+    _verdict,
+)
 from cellwarden.simulation.runner import RunResult
 
 FAULT_AT_S = 30.0
@@ -24,17 +33,8 @@ def _strings(scenario: Scenario):
     return scenario.system.expanded_strings()
 
 
-def _rated_discharge_a(string) -> float:
-    limits = string.pack.cell.effective_limits
-    return min(
-        limits.discharge_current_c.upper.mol * string.pack.capacity_ah,
-        string.power_path.max_current_a,
-    )
-
-
-def _conducting(result: RunResult, string: int) -> bool:
-    plant = result.plant
-    return bool(plant.bs[k.B_CONDUCTING, plant.layout.string_branch[string]] > 0.5)
+def _rated_discharge_a(string: StringSpec) -> float:
+    return PackFacts.of_string(string).discharge_mol_a
 
 
 def _events(result: RunResult, text: str, source: str = "") -> list[float]:
