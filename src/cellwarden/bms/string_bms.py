@@ -131,6 +131,8 @@ class StringBms:
         self._temperature_map = TemperatureMap(monitor.sensor_cells, config.series)
         self.wanted_on = True  # the user (key switch, inverter) wants the pack connected
         self.current_a = 0.0
+        self.pack_voltage_v = 0.0  # the last independent HV sample (fast task): the stack
+        self.link_voltage_v = 0.0  # and the DC link
         self.current_offset_a = 0.0
         self.charge_counted_ah = 0.0
         self._charge_since_main_as = 0.0
@@ -180,6 +182,7 @@ class StringBms:
         self.protection.evaluate(now_s, Task.FAST, quantities, lambda: self._freeze_frame(now_s))
         status = self._status()
         pack_v, link_v = self.monitor.stack_and_link_v(now_s)
+        self.pack_voltage_v, self.link_voltage_v = pack_v, link_v
         self.path.step(
             now_s,
             PathInputs(

@@ -102,13 +102,13 @@ class StringMasterLink:
 
 
 def string_report(bms: StringBms, index: int, now_s: float) -> StringReport:
-    """What a string master reports of its string now (its BMS has run a main task)."""
+    """What a string master reports of its string now (its BMS has run a main task); the
+    voltages are the BMS's last HV sample, so reporting never draws a measurement of its own."""
     state = bms.state
     assert state is not None
     status = bms.protection.status()
     rules = bms.protection.rules
     alarms, warnings = classify(state.active_codes, rules)
-    pack_v, link_v = bms.monitor.stack_and_link_v(now_s)
     return StringReport(
         index=index,
         time_s=now_s,
@@ -117,8 +117,8 @@ def string_report(bms: StringBms, index: int, now_s: float) -> StringReport:
         fault=status.open_all or bms.path.precharge_failed or bms.path.welded,
         charge_allowed=status.charge_allowed,
         discharge_allowed=status.discharge_allowed,
-        pack_voltage_v=pack_v,
-        link_voltage_v=link_v,
+        pack_voltage_v=bms.pack_voltage_v,
+        link_voltage_v=bms.link_voltage_v,
         current_a=bms.current_a,
         soc_pct=state.soc_pct,
         soh_pct=state.capacity_soh_pct,
