@@ -155,9 +155,8 @@ def rating_of(system: SystemSpec) -> SystemRating:
     def stack(values: list[float]) -> float:
         return sum(values) if in_series else max(values)
 
-    def limit_v(string, upper: bool) -> float:
-        band = string.pack.cell.effective_limits.cell_voltage_v
-        return string.pack.series * (band.upper.mol if upper else band.lower.mol)
+    def lowest_v(string) -> float:
+        return string.pack.series * string.pack.cell.effective_limits.cell_voltage_v.lower.mol
 
     def current_a(string, getter) -> float:
         return getter(string.pack.cell.effective_limits).upper.mol * string.pack.capacity_ah
@@ -173,8 +172,8 @@ def rating_of(system: SystemSpec) -> SystemRating:
         rated_capacity_ah=capacity_ah,
         rated_energy_wh=capacity_ah * nominal_v,
         nominal_voltage_v=nominal_v,
-        max_voltage_v=stack([limit_v(s, True) for s in strings]),
-        min_voltage_v=stack([limit_v(s, False) for s in strings]),
+        max_voltage_v=system.max_bus_voltage_v,
+        min_voltage_v=stack([lowest_v(s) for s in strings]),
         max_charge_current_a=combine(
             [current_a(s, lambda lim: lim.charge_current_c) for s in strings]
         ),

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from cellwarden.model.architecture import INVERTER_CAN_MAX_VOLTAGE_V, Topology
+from cellwarden.model.architecture import INVERTER_CAN_MAX_VOLTAGE_V
 from cellwarden.model.bms import BmsSettings
 from cellwarden.model.board import BoardSpec
 from cellwarden.model.faults import FaultSpec
@@ -166,7 +166,7 @@ class Scenario(BaseModel):
                     f"initial.cell_soc_pct: cell {cell} is outside the allowed range 0..{cells - 1}"
                 )
         if self.buses.inverter:
-            rating_v = _bus_max_voltage_v(self.system)
+            rating_v = self.system.max_bus_voltage_v
             if rating_v > INVERTER_CAN_MAX_VOLTAGE_V:
                 raise ValueError(
                     f"buses.inverter: the system reaches {rating_v:.1f} V, above the "
@@ -192,12 +192,6 @@ class Scenario(BaseModel):
                     f"0..{strings - 1}"
                 )
         return self
-
-
-def _bus_max_voltage_v(system: SystemSpec) -> float:
-    """The DC bus with every cell at its upper operating limit."""
-    voltages = [s.pack.max_operating_voltage_v for s in system.expanded_strings()]
-    return sum(voltages) if system.topology is Topology.SERIES else max(voltages)
 
 
 def load_scenario(path: Path) -> Scenario:

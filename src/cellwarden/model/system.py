@@ -129,6 +129,12 @@ class SystemSpec(BaseModel):
     def cell_count(self) -> int:
         return sum(string.count * string.pack.cell_count for string in self.strings)
 
+    @property
+    def max_bus_voltage_v(self) -> float:
+        """The DC bus with every cell at its upper operating limit (series strings add up)."""
+        voltages = [s.pack.max_operating_voltage_v for s in self.expanded_strings()]
+        return sum(voltages) if self.topology is Topology.SERIES else max(voltages)
+
     def expanded_strings(self) -> list[StringSpec]:
         """One entry per physical string, ``count`` copies expanded and named."""
         expanded = []
