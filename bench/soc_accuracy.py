@@ -29,9 +29,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from cellwarden.bms.cell_model import OVERCHARGE_SLOPE_V
 from cellwarden.bms.identification import identify
-from cellwarden.bms.soc_estimator import SOC_BOUNDS, SocEstimator
 from cellwarden.bms.trace_replay import replay_trace
 from cellwarden.model.library import load_cell
 from cellwarden.simulation import cell_bench
@@ -147,42 +145,6 @@ def _lfp_row(model_name: str, cell, trace: pd.DataFrame, **replay_options) -> di
     )
 
 
-class AboveFullEstimator(SocEstimator):
-    """A proposal, for comparison only: where the voltage says the cell is above the OCV
-    table's 100 %, believe it instead of clipping at 100 %.
-
-    The BMS sets 100 % at a recognised full charge and clips the SoC it reads from a rested
-    voltage at 100 %. The plant's (and the BMS model's) OCV rises by OVERCHARGE_SLOPE_V per
-    unit SoC above the table's end, so a CV charge at a voltage well above that end (LFP: 3.6 V
-    against 3.45 V) leaves the cell above 100 %: 104.4 % here. This estimator reads the SoC
-    from the model's OCV there instead: at a full charge from the terminal voltage less the
-    settled overpotential (R0 + R1 + R2)·I, after a rest from the rested voltage.
-    """
-
-    def step(self, dt_s, mean_current_a, current_a, cell_voltage_v, point) -> None:
-        self._last = (cell_voltage_v, current_a, point)
-        super().step(dt_s, mean_current_a, current_a, cell_voltage_v, point)
-
-    def _above_full(self, ocv_v: np.ndarray, temp_c: np.ndarray) -> np.ndarray:
-        """The SoC above 100 % of an OCV (NaN where it is not above the table's end)."""
-        top = self.model.at(np.ones_like(ocv_v), temp_c, self.hyst).ocv_v
-        return np.where(ocv_v > top, 1.0 + (ocv_v - top) / OVERCHARGE_SLOPE_V, np.nan)
-
-    def mark_full(self, cells: np.ndarray) -> None:
-        cell_v, current_a, point = self._last
-        super().mark_full(cells)
-        ocv = cell_v - (point.r0_ohm + point.r1_ohm + point.r2_ohm) * current_a
-        temp = np.full_like(ocv, 25.0)  # the step is not told the temperature; ~0 mV/K here
-        above = self._above_full(ocv, temp)
-        self.soc = np.where(cells & ~np.isnan(above), np.clip(above, *SOC_BOUNDS), self.soc)
-
-    def correct_at_rest(self, cell_voltage_v, temp_c, min_slope):
-        steep = super().correct_at_rest(cell_voltage_v, temp_c, min_slope)
-        above = self._above_full(cell_voltage_v, temp_c)
-        self.soc = np.where(~np.isnan(above), np.clip(above, *SOC_BOUNDS), self.soc)
-        return steep | ~np.isnan(above)
-
-
 def measure() -> list[dict[str, float | str]]:
     """Every row of the SoC accuracy report (takes a few minutes)."""
     rows: list[dict[str, float | str]] = []
@@ -198,9 +160,6 @@ def measure() -> list[dict[str, float | str]]:
     label = f"identified (bench + fit {fit_s:.0f} s)"
     rows.append(_lfp_row("nominal", nominal, day))
     rows.append(_lfp_row(label, identified, day))
-    proposal = {"estimator_type": AboveFullEstimator}
-    rows.append(_lfp_row("nominal, proposal: SoC above 100 %", nominal, day, **proposal))
-    rows.append(_lfp_row(f"{label}, proposal: SoC above 100 %", identified, day, **proposal))
     return rows
 
 

@@ -398,15 +398,27 @@ def design(
 @app.command()
 def identify(
     pulse: Annotated[
-        Path,
+        list[Path],
         typer.Option(
-            "--pulse", help="Pulse (HPPC) test CSV: time_s,current_a,voltage_v,temp_c (A, V, °C)."
+            "--pulse",
+            help="Pulse (HPPC) test: CSV or Parquet with time_s,current_a,voltage_v,temp_c "
+            "(s, A, V, °C). Repeat with --ocv for each chamber temperature.",
         ),
     ],
     ocv: Annotated[
-        Path, typer.Option("--ocv", help="Slow (C/20) discharge CSV from full, same columns.")
+        list[Path],
+        typer.Option(
+            "--ocv", help="Slow (C/20) discharge from full, same columns; one per --pulse."
+        ),
     ],
-    capacity_ah: Annotated[float, typer.Option("--capacity-ah", help="The cell's capacity [Ah].")],
+    capacity_ah: Annotated[
+        float,
+        typer.Option(
+            "--capacity-ah",
+            help="The rated capacity [Ah]: the C-rates of the analysis; the file gets the "
+            "capacity the slow test measures.",
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", help="Cell TOML file to write.")],
     chemistry: Annotated[
         str | None,
@@ -423,20 +435,25 @@ def identify(
         bool,
         typer.Option(
             "--single-temperature",
-            help="Write the test temperature's row only (no temperature dependence "
+            help="Write the tested temperatures' rows only (no temperature dependence "
             "borrowed from the base chemistry).",
         ),
     ] = False,
 ) -> None:
-    """Fit a cell model (OCV, R0, two RC pairs) from a pulse test and a slow discharge."""
+    """Fit a cell model (OCV, R0, two RC pairs, capacity) from pulse and slow tests."""
     from cellwarden.bms.identification import identify as identify_cell
     from cellwarden.bms.trace_replay import read_trace
     from cellwarden.model.library import load_cell
 
     try:
+        if len(pulse) != len(ocv):
+            raise ConfigError(
+                f"--pulse and --ocv come in pairs, one per chamber temperature (got "
+                f"{len(pulse)} --pulse and {len(ocv)} --ocv)"
+            )
         result = identify_cell(
-            read_trace(pulse),
-            read_trace(ocv),
+            [read_trace(path) for path in pulse],
+            [read_trace(path) for path in ocv],
             capacity_ah,
             chemistry=chemistry,
             name=name or out.stem,
@@ -446,18 +463,23 @@ def identify(
         load_cell(str(out))  # the written file must load as it is
     except ConfigError as error:
         raise _fail(error) from None
-    table = Table(title=f"{result.cell.name}: base chemistry {result.base_chemistry}, "
-                        f"test at {result.test_temp_c:.1f} °C")  # fmt: skip
-    for column in ("SoC %", "R0 mΩ", "R1 mΩ", "tau1 s", "R2 mΩ", "tau2 s", "fit rms mV"):
-        table.add_column(column, justify="right")
-    for level in result.levels:
-        table.add_row(
-            f"{100 * level.soc:.1f}", f"{1000 * level.r0_ohm:.3f}", f"{1000 * level.r1_ohm:.3f}",
-            f"{level.tau1_s:.1f}", f"{1000 * level.r2_ohm:.3f}", f"{level.tau2_s:.0f}",
-            (f"{level.rms_mv:.2f}" if level.rms_mv == level.rms_mv else "-")
-            + (" *" if level.filled else ""),
-        )  # fmt: skip
-    console.print(table)
+    for fit in result.fits:
+        title = (
+            f"{result.cell.name}: base chemistry {result.base_chemistry}, test at "
+            f"{fit.temp_c:.1f} °C, capacity {fit.capacity_ah:.3f} Ah"
+        )
+        table = Table(title=title)
+        for column in ("SoC %", "R0 mΩ", "R1 mΩ", "tau1 s", "R2 mΩ", "tau2 s", "fit rms mV"):
+            table.add_column(column, justify="right")
+        for level in fit.levels:
+            table.add_row(
+                f"{100 * level.soc:.1f}", f"{1000 * level.r0_ohm:.3f}",
+                f"{1000 * level.r1_ohm:.3f}", f"{level.tau1_s:.1f}",
+                f"{1000 * level.r2_ohm:.3f}", f"{level.tau2_s:.0f}",
+                (f"{level.rms_mv:.2f}" if level.rms_mv == level.rms_mv else "-")
+                + (" *" if level.filled else ""),
+            )  # fmt: skip
+        console.print(table)
     for note in result.notes:
         console.print(f"note: {note}", highlight=False)
     console.print(f"cell written to [bold]{out}[/]")
@@ -467,7 +489,8 @@ def identify(
 def estimate(
     cell: Annotated[str, typer.Option("--cell", help="Cell TOML file or built-in cell name.")],
     trace: Annotated[
-        Path, typer.Option("--trace", help="Trace CSV: time_s,current_a,voltage_v,temp_c.")
+        Path,
+        typer.Option("--trace", help="Trace, CSV or Parquet: time_s,current_a,voltage_v,temp_c."),
     ],
     out: Annotated[Path, typer.Option("--out", help="CSV to write: time_s,soc_pct,...")],
     initial_soc: Annotated[
@@ -493,9 +516,12 @@ def estimate(
     result = replay_trace(spec, recorded, initial_soc_pct=initial_soc)
     result.to_csv(out, index=False)
     soc = result["soc_pct"]
+    last = result.iloc[-1]
     message = (
         f"{len(result)} rows, {recorded['time_s'].iloc[-1] - recorded['time_s'].iloc[0]:.0f} s: "
-        f"SoC {soc.iloc[0]:.1f} % → {soc.iloc[-1]:.1f} %"
+        f"SoC {soc.iloc[0]:.1f} % → {soc.iloc[-1]:.1f} %; capacity {last['capacity_ah']:.3f} Ah "
+        f"(SoH {last['soh_capacity_pct']:.1f} %), resistance SoH "
+        f"{last['soh_resistance_pct']:.1f} %"
     )
     if "true_soc_pct" in recorded.columns:  # a simulated trace: compare with the truth
         import numpy as np

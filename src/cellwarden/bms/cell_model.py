@@ -84,6 +84,11 @@ class CellModel:
         n_soc = self.soc_grid.size
         self._flat = self._stack.reshape(self._stack.shape[0], -1)
         self._corner_offsets = np.array([0, n_soc, 1, n_soc + 1])
+        if cell.taper_resistance_ohm is not None:
+            self.taper_resistance_ohm = cell.taper_resistance_ohm / parallel
+        else:
+            full = self.at(np.array([1.0]), np.array([25.0]), 1.0)
+            self.taper_resistance_ohm = float((full.r0_ohm + full.r1_ohm + full.r2_ohm)[0])
 
     def at(self, soc: np.ndarray, temp_c: np.ndarray, hyst: np.ndarray | float = 0.0) -> CellPoint:
         """All quantities at each cell's state, from one bilinear lookup."""

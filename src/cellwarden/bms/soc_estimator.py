@@ -1,11 +1,44 @@
-"""State of charge by an extended Kalman filter on the two-RC model, vectorised across cells.
+"""State of charge by an extended Kalman filter that expects its model to be wrong,
+vectorised across cells.
 
-Each series cell has the state [SoC, v1, v2] and a 3x3 covariance; all cells' filters are the
-rows of a few arrays (no per-cell objects). Prediction is Coulomb counting with the calibrated
-current; the update compares the measured cell voltage with the model's. The SoC gain scales
-with the OCV slope, so where the curve is flat (the LFP plateau) the voltage hardly moves the
-SoC estimate and Coulomb counting carries it; the OCV model error (hysteresis) enters the
-measurement noise so that flat, uncertain regions weigh even less.
+The two-RC model is never the cell: its kinetics are linear where a real cell's are not, its
+two exponentials stand in for diffusion, its OCV table is a few millivolts off, and its
+resistance is the one identified at one temperature on a new cell. The filter therefore
+carries the model's errors as states of their own, so that a residual the errors can
+explain does not move the SoC, while one they cannot (a wrong start) does, within seconds.
+
+State per series cell (six values, a 6x6 covariance; all cells are rows of a few arrays):
+
+- ``SOC``; ``V1``, ``V2``: the two RC voltages, driven by the current;
+- ``DYNAMIC``: the slow part of the model error, what the RC pairs get wrong. A Gauss-Markov
+  process forgotten over ``model_error_time_s``, whose spread is
+  ``polarisation_error_fraction`` of the predicted RC voltage |v1 + v2|, growing at once
+  when the load does;
+- ``TABLE``: the OCV table's error (and the voltage sensor's offset), ``ocv_error_v``, with the
+  hysteresis band's uncertainty for a cell with hysteresis. It does not fade with time but
+  as the SoC moves on (over ``ocv_error_span_soc``): a long rest does not make the table
+  right;
+- ``RHO``: the cell's R0 over the model's. Currents of 0.2C and more show it
+  (``RHO_MIN_CURRENT_C``; smaller ones, such as a balancing bleed, cannot tell it from the
+  table error); it follows temperature and ageing the model has not seen, drifting back to
+  1 over ``resistance_drift_time_s`` when nothing shows it.
+
+The measurement is OCV(SoC) + v1 + v2 + DYNAMIC + TABLE + RHO·R0·I, with white noise
+``voltage_noise_v`` plus ``ohmic_error_fraction`` of R0·|I| (the instantaneous model error:
+the kinetics' non-linearity at high current). Prediction is Coulomb counting with the
+calibrated current (its noise and gain error, ``current_gain_error``, add to the SoC's doubt).
+
+Further safeguards:
+- the SoC gain scales with the OCV slope: on a flat curve (the LFP plateau) the voltage hardly
+  moves the SoC and Coulomb counting carries it;
+- an update that would move the SoC by more than ``RELINEARISE_SOC`` is iterated, the model
+  linearised again where it lands (an iterated EKF): one linearisation at a wrong SoC would
+  misjudge the correction and collapse the SoC's doubt;
+- a residual beyond ``INNOVATION_GATE`` standard deviations (a glitch) moves the state only
+  as far as one at the gate would;
+- after a long rest the dynamic errors are known to be gone, and at the end of a CV charge
+  the SoC is read from the taper (``correct_at_rest``, ``mark_full``, called by
+  ``bms.recalibration``).
 """
 
 from __future__ import annotations
@@ -16,7 +49,16 @@ from cellwarden.bms.cell_model import CellModel, CellPoint
 from cellwarden.model.bms import EstimationSettings
 
 SOC_BOUNDS = (-0.05, 1.05)
-MODEL_ERROR_V = 0.002  # OCV table error the filter allows for besides hysteresis
+SOC, V1, V2, DYNAMIC, TABLE, RHO = range(6)
+STATES = 6
+RHO_BOUNDS = (0.3, 3.0)
+REST_RELAXATION_V = 0.002  # relaxation a rested cell may still have left (rest re-anchoring)
+FULL_SOC_SIGMA = 0.005
+START_RELAXATION_V = 0.010  # a voltage at power-up may not have relaxed by this much
+ITERATIONS = 6  # at most, for a large correction (iterated EKF)
+RELINEARISE_SOC = 0.005  # an update that moves the SoC further is done again from there
+INNOVATION_GATE = 4.0  # standard deviations
+RHO_MIN_CURRENT_C = 0.2  # smaller currents (balancing, noise) do not inform the R0 scale
 
 
 class SocEstimator:
@@ -32,22 +74,68 @@ class SocEstimator:
         self.model = model
         self.settings = settings
         self.current_noise_a = current_noise_a
-        self.soc = np.full(cell_count, np.nan)
-        self.v1 = np.zeros(cell_count)
-        self.v2 = np.zeros(cell_count)
+        self.capacity_ah = np.full(cell_count, model.capacity_ah)
+        self.x = np.zeros((cell_count, STATES))
+        self.x[:, SOC] = np.nan
+        self.x[:, RHO] = 1.0
         self.hyst = np.zeros(cell_count)
-        self.covariance = np.zeros((cell_count, 3, 3))
+        self.covariance = np.zeros((cell_count, STATES, STATES))
         self.innovation_v = np.zeros(cell_count)
+        self._dynamic_var = np.zeros(cell_count)  # the errors' present spreads, squared
+        self._table_var = np.zeros(cell_count)
+
+    @property
+    def soc(self) -> np.ndarray:
+        return self.x[:, SOC]
+
+    @soc.setter
+    def soc(self, value: np.ndarray) -> None:
+        self.x[:, SOC] = value
+
+    @property
+    def v1(self) -> np.ndarray:
+        return self.x[:, V1]
+
+    @property
+    def v2(self) -> np.ndarray:
+        return self.x[:, V2]
+
+    @property
+    def resistance_scale(self) -> np.ndarray:
+        """The cell's R0 over the model's, as the filter sees it."""
+        return self.x[:, RHO]
 
     @property
     def started(self) -> bool:
         return not np.isnan(self.soc[0])
 
-    def start(self, cell_voltage_v: np.ndarray, temp_c: np.ndarray) -> None:
-        """Power-up: take the voltages as open-circuit (no better knowledge) with wide doubt."""
+    def start(
+        self, cell_voltage_v: np.ndarray, temp_c: np.ndarray, current_a: float, resting: bool
+    ) -> None:
+        """Power-up: the voltages read as open-circuit voltages give the first SoC, and the
+        first updates weigh them. At rest the voltage may not have fully relaxed
+        (``START_RELAXATION_V``); under load the RC pairs carry voltages of their own, up to
+        their resistance times 1C or the present current."""
+        s = self.settings
         self.soc = np.clip(self.model.soc_from_ocv(cell_voltage_v, temp_c, self.hyst), 0.0, 1.0)
-        sigma = self.settings.initial_soc_sigma
-        self.covariance[:] = np.diag([sigma**2, 0.01**2, 0.01**2])
+        point = self.model.at(self.soc, temp_c, self.hyst)
+        self._table_var = self._table_spread(point)
+        self._dynamic_var[:] = START_RELAXATION_V**2
+        p = self.covariance
+        p[:] = 0.0
+        p[:, SOC, SOC] = s.initial_soc_sigma**2
+        # under load the current before power-up is unknown: allow for up to 1C or the present
+        load_a = 0.0 if resting else max(abs(current_a), self.model.capacity_ah)
+        p[:, V1, V1] = START_RELAXATION_V**2 + (point.r1_ohm * load_a) ** 2
+        p[:, V2, V2] = START_RELAXATION_V**2 + (point.r2_ohm * load_a) ** 2
+        p[:, DYNAMIC, DYNAMIC] = START_RELAXATION_V**2
+        p[:, TABLE, TABLE] = self._table_var
+        p[:, RHO, RHO] = s.resistance_sigma**2
+
+    def _table_spread(self, point: CellPoint) -> np.ndarray:
+        """The OCV table's error (and the sensor's), squared, with the hysteresis band's doubt."""
+        doubt = np.abs(point.half_gap_v) * (1.0 - np.abs(self.hyst))
+        return self.settings.ocv_error_v**2 + doubt**2
 
     def step(
         self,
@@ -55,6 +143,7 @@ class SocEstimator:
         mean_current_a: np.ndarray,
         current_a: np.ndarray,
         cell_voltage_v: np.ndarray,
+        temp_c: np.ndarray,
         point: CellPoint,
     ) -> None:
         """Predict over ``dt_s`` by Coulomb counting, then correct with the measured voltages.
@@ -63,62 +152,128 @@ class SocEstimator:
         model at the state before the step; the OCV after it follows from the slope and the
         hysteresis change (exact inside one 0.5 % table cell).
         """
-        model = self.model
+        model, s, x = self.model, self.settings, self.x
         a1, a2 = np.exp(-dt_s / point.tau1_s), np.exp(-dt_s / point.tau2_s)
-        gain = dt_s / (3600.0 * model.capacity_ah)
+        gain = dt_s / (3600.0 * self.capacity_ah)
         moved = mean_current_a * gain
-        self.soc = self.soc + moved
-        self.v1 = a1 * self.v1 + point.r1_ohm * (1.0 - a1) * mean_current_a
-        self.v2 = a2 * self.v2 + point.r2_ohm * (1.0 - a2) * mean_current_a
+        forget = np.exp(-dt_s / s.model_error_time_s)
+        table_keep = np.exp(-np.abs(moved) / s.ocv_error_span_soc)
+        rho_keep = np.exp(-dt_s / s.resistance_drift_time_s)
+        x[:, SOC] += moved
+        x[:, V1] = a1 * x[:, V1] + point.r1_ohm * (1.0 - a1) * mean_current_a
+        x[:, V2] = a2 * x[:, V2] + point.r2_ohm * (1.0 - a2) * mean_current_a
+        x[:, DYNAMIC] *= forget
+        x[:, TABLE] *= table_keep
+        x[:, RHO] = 1.0 + rho_keep * (x[:, RHO] - 1.0)
         hyst_before = self.hyst.copy()
         if model.hysteresis_rate > 0:
             step = -np.expm1(-model.hysteresis_rate * np.abs(mean_current_a) * gain)
             self.hyst += (np.sign(mean_current_a) - self.hyst) * step
-        # P = F P F^T with F = diag(1, a1, a2), plus process noise
+        # P = F P F^T with F diagonal, plus process noise
         p = self.covariance
-        decay = np.stack([np.ones_like(a1), a1, a2], axis=1)
+        ones = np.ones_like(a1)
+        decay = np.stack([ones, a1, a2, forget * ones, table_keep, rho_keep * ones], axis=1)
         p *= decay[:, :, None] * decay[:, None, :]
-        s = self.settings
-        p[:, 0, 0] += s.soc_process_noise * dt_s + (self.current_noise_a * gain) ** 2
-        p[:, 1, 1] += s.rc_process_noise_v**2 * dt_s
-        p[:, 2, 2] += s.rc_process_noise_v**2 * dt_s
+        counted_noise = (self.current_noise_a * gain) ** 2 + (s.current_gain_error * moved) ** 2
+        p[:, SOC, SOC] += s.soc_process_noise * dt_s + counted_noise
+        p[:, V1, V1] += s.rc_process_noise_v**2 * dt_s
+        p[:, V2, V2] += s.rc_process_noise_v**2 * dt_s
+        p[:, RHO, RHO] += (1.0 - rho_keep**2) * s.resistance_sigma**2
+        # each error's spread: it is forgotten slowly (the dynamic one in time, the table's as
+        # the SoC moves on), and grows at once when its cause does
+        dynamic_var = (s.polarisation_error_fraction * (x[:, V1] + x[:, V2])) ** 2
+        table_var = self._table_spread(point)
+        for index, keep, new, old in ((DYNAMIC, forget, dynamic_var, self._dynamic_var),
+                                      (TABLE, table_keep, table_var, self._table_var)):  # fmt: skip
+            p[:, index, index] += (1.0 - keep**2) * new + np.maximum(new - old, 0.0)
+        self._dynamic_var, self._table_var = dynamic_var, table_var
         ocv = point.ocv_v + point.ocv_slope_v * moved + (self.hyst - hyst_before) * point.half_gap_v
-        self._correct(cell_voltage_v, current_a, ocv, point)
+        self._correct(cell_voltage_v, current_a, ocv, point, temp_c)
 
-    def _correct(self, cell_voltage_v, current_a, ocv, point: CellPoint) -> None:
-        """The Kalman update with H = [dOCV/dSoC, 1, 1]."""
-        predicted = ocv + self.v1 + self.v2 + point.r0_ohm * current_a
-        ones = np.ones_like(point.ocv_slope_v)
-        h = np.stack([point.ocv_slope_v, ones, ones], axis=1)
+    def _correct(self, cell_voltage_v, current_a, ocv, point: CellPoint, temp_c) -> None:
+        """The Kalman update with H = [dOCV/dSoC, 1, 1, 1, 1, R0·I], gated against outliers.
+
+        Where the update moves the SoC by more than ``RELINEARISE_SOC`` (a wrong start) it is
+        iterated, the model linearised again at the updated SoC each time: one linearisation
+        at a wrong SoC would both misjudge the correction and collapse the SoC's doubt.
+        """
+        prior, p = self.x.copy(), self.covariance
+        settings = self.settings
+        white_floor = settings.voltage_noise_v**2
+        state = prior
+        for iteration in range(ITERATIONS):
+            if iteration:
+                point = self.model.at(state[:, SOC], temp_c, self.hyst)
+                ocv = point.ocv_v
+            ohmic = point.r0_ohm * current_a
+            ones = np.ones_like(point.ocv_slope_v)
+            shows_r0 = np.abs(current_a) >= RHO_MIN_CURRENT_C * self.capacity_ah
+            h = np.stack([point.ocv_slope_v, ones, ones, ones, ones, ohmic * shows_r0], axis=1)
+            predicted = (ocv + state[:, V1] + state[:, V2] + state[:, DYNAMIC] + state[:, TABLE]
+                         + state[:, RHO] * ohmic)  # fmt: skip
+            residual = cell_voltage_v - predicted
+            if not iteration:
+                self.innovation_v = residual
+            innovation = residual - np.einsum("ni,ni->n", h, prior - state)
+            ph = np.einsum("nij,nj->ni", p, h)
+            ohmic_error = settings.ohmic_error_fraction * ohmic
+            spread = np.einsum("ni,ni->n", h, ph) + white_floor + ohmic_error**2
+            gain = ph / spread[:, None]
+            limit = INNOVATION_GATE * np.sqrt(spread)
+            moved_from = state[:, SOC]
+            state = prior + gain * np.clip(innovation, -limit, limit)[:, None]
+            state[:, SOC] = np.clip(state[:, SOC], *SOC_BOUNDS)
+            state[:, RHO] = np.clip(state[:, RHO], *RHO_BOUNDS)
+            if (np.abs(state[:, SOC] - moved_from) <= RELINEARISE_SOC).all():
+                break
+        self.x[:] = state
+        self.covariance = p - np.einsum("ni,nj->nij", gain, ph)
+
+    def _update(self, h: np.ndarray, innovation: np.ndarray, noise: np.ndarray, gate: float):
+        """A scalar-measurement Kalman update per cell (innovations clipped at ``gate`` sigma)."""
         p = self.covariance
         ph = np.einsum("nij,nj->ni", p, h)
-        ocv_doubt = np.abs(point.half_gap_v) * (1.0 - np.abs(self.hyst)) + MODEL_ERROR_V
-        s = np.einsum("ni,ni->n", h, ph) + self.settings.voltage_noise_v**2 + ocv_doubt**2
+        s = np.einsum("ni,ni->n", h, ph) + noise
         k = ph / s[:, None]
-        self.innovation_v = cell_voltage_v - predicted
-        self.soc = np.clip(self.soc + k[:, 0] * self.innovation_v, *SOC_BOUNDS)
-        self.v1 = self.v1 + k[:, 1] * self.innovation_v
-        self.v2 = self.v2 + k[:, 2] * self.innovation_v
+        limit = gate * np.sqrt(s)
+        self.x += k * np.clip(innovation, -limit, limit)[:, None]
         self.covariance = p - np.einsum("ni,nj->nij", k, ph)
 
-    def correct_at_rest(self, cell_voltage_v: np.ndarray, temp_c: np.ndarray, min_slope: float):
-        """After a long rest the voltage is the OCV: reset SoC where the curve is steep enough."""
-        self.v1[:] = 0.0
-        self.v2[:] = 0.0
+    def _anchor_soc(self, cells: np.ndarray, soc: np.ndarray, sigma: np.ndarray) -> None:
+        """Fuse an independent SoC reading (value, standard deviation) into ``cells``' state."""
+        h = np.zeros(self.x.shape)
+        h[:, SOC] = cells
+        noise = np.where(cells, sigma**2, 1.0)
+        self._update(h, np.where(cells, soc - self.soc, 0.0), noise, np.inf)
+        self.x[:, SOC] = np.clip(self.x[:, SOC], *SOC_BOUNDS)
+
+    def correct_at_rest(
+        self, cell_voltage_v: np.ndarray, temp_c: np.ndarray, min_slope: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """After a long rest the cell has relaxed: its RC voltages and the dynamic model error
+        are gone (to ``REST_RELAXATION_V``), so the voltage speaks for the SoC and the table
+        alone. Returns the cells whose SoC that pins down (the curve steep enough) and the
+        SoC their voltage reads."""
+        h = np.zeros(self.x.shape)
+        h[:, [V1, V2, DYNAMIC]] = 1.0
+        dynamic = self.x[:, V1] + self.x[:, V2] + self.x[:, DYNAMIC]
+        self._update(h, -dynamic, np.full(dynamic.shape, REST_RELAXATION_V**2), np.inf)
         rest_soc = self.model.soc_from_ocv(cell_voltage_v, temp_c, self.hyst)
         steep = self.model.at(rest_soc, temp_c, self.hyst).ocv_slope_v >= min_slope
-        self.soc = np.where(steep, rest_soc, self.soc)
-        self.covariance[steep] = np.diag([0.01**2, 1e-6, 1e-6])
-        return steep
+        return steep, rest_soc
 
-    def mark_full(self, cells: np.ndarray) -> None:
-        """A cell recognised full at the end of a CV charge is at 100 %."""
-        self.soc = np.where(cells, 1.0, self.soc)
-        self.v1 = np.where(cells, 0.0, self.v1)
-        self.v2 = np.where(cells, 0.0, self.v2)
+    def mark_full(
+        self, cells: np.ndarray, cell_voltage_v: np.ndarray, current_a: float, temp_c: np.ndarray
+    ) -> np.ndarray:
+        """Cells at the end of a CV charge: their OCV is the voltage less the taper current
+        times the cell's taper resistance, and they sit on the charge branch. Returns the SoC
+        that reads."""
         self.hyst = np.where(cells, 1.0, self.hyst)
-        self.covariance[cells] = np.diag([0.005**2, 1e-6, 1e-6])
+        ocv = cell_voltage_v - self.model.taper_resistance_ohm * current_a
+        full = self.model.soc_from_ocv(ocv, temp_c, self.hyst)
+        self._anchor_soc(cells, full, np.full(self.soc.shape, FULL_SOC_SIGMA))
+        return full
 
     @property
     def soc_sigma(self) -> np.ndarray:
-        return np.sqrt(np.maximum(self.covariance[:, 0, 0], 0.0))
+        return np.sqrt(np.maximum(self.covariance[:, SOC, SOC], 0.0))

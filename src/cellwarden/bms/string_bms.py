@@ -14,18 +14,16 @@ import numpy as np
 
 from cellwarden.bms import protection_table as q
 from cellwarden.bms.balancing import Balancer
+from cellwarden.bms.cell_estimation import CellEstimation
 from cellwarden.bms.cell_model import CellModel, CellPoint
 from cellwarden.bms.counters import StressCounters
 from cellwarden.bms.event_log import BmsEventLog
-from cellwarden.bms.health import CapacityEstimator, ResistanceEstimator
 from cellwarden.bms.limits import LimitCalculator, Limits
 from cellwarden.bms.measurement import Plausibility, TemperatureMap
 from cellwarden.bms.pack_state import PackSoc
 from cellwarden.bms.power_path import PathInputs, PathState, PowerPathSequencer
 from cellwarden.bms.power_prediction import HORIZONS_S, current_limits
 from cellwarden.bms.protection import ProtectionEngine, ProtectionStatus, Task
-from cellwarden.bms.recalibration import Recalibration
-from cellwarden.bms.soc_estimator import SocEstimator
 from cellwarden.hardware.interfaces import (
     CellMonitor,
     ChargerLink,
@@ -106,12 +104,14 @@ class StringBms:
             q.build_table(config.cell, config.parallel, settings), self.log
         )
         self.path = PowerPathSequencer(power_path, settings.power_path, capacity_ah, self.log)
-        self.estimator = SocEstimator(self.model, n, settings.estimation, config.current_noise_a)
-        self.recalibration = Recalibration(
-            self.estimator, settings.estimation, capacity_ah, limits.cell_voltage_v.upper.mol
-        )
-        self.capacity = CapacityEstimator(self.model, n)
-        self.resistance = ResistanceEstimator(self.model, n)
+        self.estimation = CellEstimation(
+            self.model, n, settings.estimation, config.current_noise_a,
+            limits.cell_voltage_v.upper.mol,
+        )  # fmt: skip
+        self.estimator = self.estimation.estimator
+        self.recalibration = self.estimation.recalibration
+        self.capacity = self.estimation.capacity
+        self.resistance = self.estimation.resistance
         self.limiter = LimitCalculator(config.cell, n, config.parallel, config.path_max_current_a)
         self.balancer = Balancer(
             settings.balancing,
@@ -283,41 +283,28 @@ class StringBms:
         quantities[q.DISCHARGING] = float(mean_current < -rest_a)
 
     def _estimate(self, now_s, dt_s, mean_current, cell_v, valid) -> None:
-        temp = self._cell_temp_c
-        estimator = self.estimator
-        complete = not np.isnan(cell_v).any()  # every slave reported
-        if not estimator.started:
-            if complete:
-                estimator.start(cell_v, temp)
-            return
-        point = self.model.at(estimator.soc, temp, estimator.hyst)
-        self._assess(point, cell_v, valid)
         # balancing bleeds some cells: their current is the string's less the bleed
         bleed_a = np.nan_to_num(
             self.balancer.bleed_current_a(cell_v, self.monitor.balancing_duty())
         )
-        if valid.all():
-            estimator.step(dt_s, mean_current - bleed_a, self.current_a - bleed_a, cell_v, point)
-        else:
-            counted = (mean_current - bleed_a) * dt_s / (3600.0 * self.model.capacity_ah)
-            estimator.soc = estimator.soc + counted
-        if not complete:
+        step = self.estimation.update(
+            dt_s, mean_current, self.current_a, cell_v, self._cell_temp_c, valid, bleed_a,
+            self.charge_counted_ah,
+        )  # fmt: skip
+        if step is None:
             return
-        done = self.recalibration.update(dt_s, mean_current, cell_v, temp)
+        self._assess(step.point)
+        done = step.recalibrated
         if done.at_rest is not None:
-            self.capacity.anchor(estimator.soc, self.charge_counted_ah, done.at_rest)
             self.log.info(now_s, "EST", "SoC corrected from rest voltages",
                           cells=int(done.at_rest.sum()))  # fmt: skip
         if done.full is not None:
-            self.capacity.anchor(estimator.soc, self.charge_counted_ah, done.full)
             self.log.info(now_s, "EST", "full charge recognised", cells=int(done.full.sum()))
 
-    def _assess(self, point: CellPoint, cell_v: np.ndarray, valid: np.ndarray) -> None:
-        """Resistance, state of power and stored energy at the estimated state."""
+    def _assess(self, point: CellPoint) -> None:
+        """State of power and stored energy at the estimated state."""
         e = self.estimator
         self._energy_wh = float(point.energy_wh.sum())
-        if valid.all():
-            self.resistance.observe(cell_v, self.current_a, point.r0_ohm)
         if self._last_main_s - self._power_limits_at_s < POWER_PREDICTION_PERIOD_S:
             return
         self._power_limits_at_s = self._last_main_s
@@ -430,7 +417,6 @@ class StringBms:
         """
         self.config = replace(self.config, settings=settings)
         self.path.configure(settings.power_path)
-        self.estimator.settings = settings.estimation
-        self.recalibration.configure(settings.estimation)
+        self.estimation.configure(settings.estimation)
         self.balancer.configure(settings.balancing)
         self.plausibility.configure(settings.diagnosis)

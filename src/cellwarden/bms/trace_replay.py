@@ -25,9 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cellwarden.bms.cell_estimation import CellEstimation
 from cellwarden.bms.cell_model import CellModel
-from cellwarden.bms.recalibration import Recalibration
-from cellwarden.bms.soc_estimator import SocEstimator
 from cellwarden.model.bms import EstimationSettings
 from cellwarden.model.cell import CellSpec
 from cellwarden.model.errors import ConfigError
@@ -68,14 +67,19 @@ def check_trace(frame: pd.DataFrame, source: str) -> pd.DataFrame:
 
 
 def read_trace(path: Path | str) -> pd.DataFrame:
-    """Read and check a trace CSV file (header ``time_s,current_a,voltage_v,temp_c``)."""
+    """Read and check a trace: a CSV file (header ``time_s,current_a,voltage_v,temp_c``, may
+    be gzip-compressed) or a Parquet file with those columns."""
     path = Path(path)
+    parquet = path.suffix.lower() == ".parquet"
     try:
-        frame = pd.read_csv(path, skipinitialspace=True)
+        frame = pd.read_parquet(path) if parquet else pd.read_csv(path, skipinitialspace=True)
     except FileNotFoundError:
         raise ConfigError(f"trace file not found: {path}") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path} is not a readable CSV file: {error}") from None
+    except (OSError, ValueError) as error:  # pyarrow's errors for a damaged Parquet file
+        kind = "Parquet" if parquet else "CSV"
+        raise ConfigError(f"{path} is not a readable {kind} file: {error}") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     return check_trace(frame, str(path))
 
@@ -88,57 +92,59 @@ def replay_trace(
     current_noise_a: float | None = None,
     current_offset_a: float = 0.0,
     initial_soc_pct: float | None = None,
-    estimator_type: type[SocEstimator] = SocEstimator,
 ) -> pd.DataFrame:
-    """Estimate the SoC at every row of a single-cell trace, as the BMS would.
+    """Estimate the SoC (and capacity and resistance) at every row of a single-cell trace, as
+    the BMS would.
 
     ``initial_soc_pct`` replaces the power-up estimate from the first voltage (to test how the
     filter recovers from a wrong start); the start's uncertainty stays the power-up one.
-    Returns ``time_s, soc_pct, soc_sigma_pct, full_charge, rest_correction`` (the last two flag
-    the rows where the BMS recognised a full cell or corrected the SoC after a rest).
-    ``estimator_type`` lets a study try a modified estimator in the same orchestration.
+    Returns ``time_s, soc_pct, soc_sigma_pct, full_charge, rest_correction, capacity_ah,
+    soh_capacity_pct, soh_resistance_pct``: ``full_charge`` and ``rest_correction`` flag the
+    rows where the BMS recognised a full cell or re-anchored the SoC after a rest; the
+    capacity is the one the BMS has learnt so far (and counts with), both SoH figures are
+    relative to the cell file's values.
     """
     trace = check_trace(trace, "trace")
     settings = settings or EstimationSettings()
     model = CellModel(cell, parallel=1)
-    capacity_ah = model.capacity_ah
     if current_noise_a is None:
-        current_noise_a = DEFAULT_CURRENT_NOISE_C * capacity_ah
-    estimator = estimator_type(model, 1, settings, current_noise_a)
+        current_noise_a = DEFAULT_CURRENT_NOISE_C * model.capacity_ah
+    upper_v = cell.effective_limits.cell_voltage_v.upper.mol
+    estimation = CellEstimation(model, 1, settings, current_noise_a, upper_v)
+    estimator = estimation.estimator
     time_s = trace["time_s"].to_numpy()
     current_a = trace["current_a"].to_numpy() - current_offset_a
     voltage_v = trace["voltage_v"].to_numpy()
     temp_c = trace["temp_c"].to_numpy()
-    rows = time_s.size
-    soc = np.empty(rows)
-    sigma = np.empty(rows)
-    full_flags = np.zeros(rows, dtype=bool)
-    rest_flags = np.zeros(rows, dtype=bool)
-
-    upper_v = cell.effective_limits.cell_voltage_v.upper.mol
-    recalibration = Recalibration(estimator, settings, capacity_ah, upper_v)
-
-    estimator.start(voltage_v[:1], temp_c[:1])
-    if initial_soc_pct is not None:
-        estimator.soc[:] = initial_soc_pct / 100.0
-    soc[0], sigma[0] = estimator.soc[0], estimator.soc_sigma[0]
-    for i in range(1, rows):
-        dt_s = time_s[i] - time_s[i - 1]
-        current = current_a[i]
-        cell_v = voltage_v[i : i + 1]
-        temp = temp_c[i : i + 1]
-        point = model.at(estimator.soc, temp, estimator.hyst)
-        estimator.step(dt_s, current, current, cell_v, point)
-        done = recalibration.update(dt_s, current, cell_v, temp)
-        rest_flags[i] = done.at_rest is not None and bool(done.at_rest[0])
-        full_flags[i] = done.full is not None
-        soc[i], sigma[i] = estimator.soc[0], estimator.soc_sigma[0]
+    dt_s = np.diff(time_s, prepend=time_s[0])
+    counted_ah = np.cumsum(current_a * dt_s) / 3600.0
+    columns = {name: np.empty(time_s.size) for name in ("soc", "sigma", "capacity", "r_soh")}
+    full_flags = np.zeros(time_s.size, dtype=bool)
+    rest_flags = np.zeros(time_s.size, dtype=bool)
+    valid = np.ones(1, dtype=bool)
+    for i in range(time_s.size):
+        step = estimation.update(
+            dt_s[i], current_a[i], current_a[i], voltage_v[i : i + 1], temp_c[i : i + 1], valid,
+            0.0, counted_ah[i],
+        )  # fmt: skip
+        if i == 0 and initial_soc_pct is not None:
+            estimator.soc = np.full(1, initial_soc_pct / 100.0)
+        if step is not None:
+            done = step.recalibrated
+            rest_flags[i] = done.at_rest is not None and bool(done.at_rest[0])
+            full_flags[i] = done.full is not None and bool(done.full[0])
+        columns["soc"][i], columns["sigma"][i] = estimator.soc[0], estimator.soc_sigma[0]
+        columns["capacity"][i] = estimation.capacity.capacity_ah[0]
+        columns["r_soh"][i] = estimation.resistance.soh_pct[0]
     return pd.DataFrame(
         {
             "time_s": time_s,
-            "soc_pct": 100.0 * soc,
-            "soc_sigma_pct": 100.0 * sigma,
+            "soc_pct": 100.0 * columns["soc"],
+            "soc_sigma_pct": 100.0 * columns["sigma"],
             "full_charge": full_flags,
             "rest_correction": rest_flags,
+            "capacity_ah": columns["capacity"],
+            "soh_capacity_pct": 100.0 * columns["capacity"] / model.capacity_ah,
+            "soh_resistance_pct": columns["r_soh"],
         }
     )

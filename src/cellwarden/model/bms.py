@@ -55,9 +55,41 @@ class BalancingSettings(BaseModel):
 
 
 class EstimationSettings(BaseModel):
+    """The SoC filter's error model (``bms.soc_estimator``) and when it re-anchors.
+
+    The defaults were tuned on cells the model does not share (PyBaMM DFN cells, see
+    validation/README.md), not on cellwarden's own plant.
+    """
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    voltage_noise_v: float = Field(default=0.005, gt=0, description="EKF measurement noise")
+    voltage_noise_v: float = Field(
+        default=0.002, gt=0, description="cell-voltage measurement noise (1 sigma)"
+    )
+    ocv_error_v: float = Field(
+        default=0.004, gt=0, le=0.1, description="OCV table and sensor offset error (1 sigma)"
+    )
+    ocv_error_span_soc: float = Field(
+        default=0.1, gt=0, le=1, description="SoC span over which the table's error changes"
+    )
+    ohmic_error_fraction: float = Field(
+        default=0.7, ge=0, le=5, description="instantaneous model error, as a share of R0·|I|"
+    )
+    polarisation_error_fraction: float = Field(
+        default=0.5, ge=0, le=5, description="slow model error, as a share of |v1 + v2|"
+    )
+    model_error_time_s: float = Field(
+        default=300.0, gt=0, description="how long the slow model error lasts"
+    )
+    resistance_sigma: float = Field(
+        default=0.3, gt=0, le=2, description="doubt in the R0 scale the filter tracks"
+    )
+    resistance_drift_time_s: float = Field(
+        default=3600.0, gt=0, description="the R0 scale returns to 1 over this, unobserved"
+    )
+    current_gain_error: float = Field(
+        default=0.005, ge=0, le=0.1, description="current sensor gain error (1 sigma)"
+    )
     soc_process_noise: float = Field(default=1e-7, gt=0, description="per second")
     rc_process_noise_v: float = Field(default=1e-5, gt=0, description="per second")
     initial_soc_sigma: float = Field(default=0.3, gt=0, le=1)

@@ -35,6 +35,13 @@ class CellSpec(BaseModel):
         ge=0, default=0.0, description="heat path to each adjacent cell"
     )
     self_discharge_pct_per_month: float = Field(ge=0, default=2.0)
+    taper_resistance_ohm: float | None = Field(
+        default=None,
+        gt=0,
+        description="apparent resistance at the end of a CC-CV charge: the CV voltage less "
+        "the OCV, over the taper current (measured by `cellwarden identify`; default: "
+        "R0 + R1 + R2 at full charge)",
+    )
     limits: CellLimits | None = Field(
         default=None, description="overrides the chemistry's limits when given"
     )
