@@ -26,12 +26,12 @@ bench: setup
 	$(PY) -m bench
 
 lint: setup
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench validation
+	$(VENV)/bin/ruff format --check src tests bench validation
 
 format: setup
-	$(VENV)/bin/ruff format src tests bench
-	$(VENV)/bin/ruff check --fix src tests bench
+	$(VENV)/bin/ruff format src tests bench validation
+	$(VENV)/bin/ruff check --fix src tests bench validation
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache

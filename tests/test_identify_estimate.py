@@ -275,3 +275,28 @@ def test_missing_trace_file_and_unusable_data_are_clear_errors(tmp_path: Path):
         identify(flat, flat, 5.0)
     with pytest.raises(ConfigError, match="at least 2 rows"):
         check_trace(flat.iloc[:1], "one row")
+
+
+def test_parquet_traces_are_read_and_a_damaged_file_is_a_clear_error(tmp_path: Path):
+    frame = pd.DataFrame(
+        {"time_s": [0.0, 1.0, 2.0], "current_a": 0.0, "voltage_v": 3.7, "temp_c": 25.0}
+    )
+    good = tmp_path / "good.parquet"
+    frame.to_parquet(good)
+    assert read_trace(good)["voltage_v"].tolist() == [3.7, 3.7, 3.7]
+    damaged = tmp_path / "damaged.parquet"
+    damaged.write_bytes(b"PAR1 this is not a parquet file")
+    with pytest.raises(ConfigError, match=r"damaged\.parquet is not a readable Parquet file"):
+        read_trace(damaged)
+
+
+def test_cli_identify_wants_one_slow_test_per_pulse_test(nmc_bench, tmp_path: Path):
+    pulse = _write(nmc_bench["pulse"], tmp_path / "pulse.csv")
+    slow = _write(nmc_bench["slow"], tmp_path / "slow.csv")
+    result = runner.invoke(
+        app,
+        ["identify", "--pulse", str(pulse), "--pulse", str(pulse), "--ocv", str(slow),
+         "--capacity-ah", "5", "--out", str(tmp_path / "c.toml")],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "come in pairs" in " ".join(result.output.split())

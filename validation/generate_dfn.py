@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 os.environ.setdefault("PYBAMM_DISABLE_TELEMETRY", "true")
-import pybamm  # noqa: E402
+import pybamm
 
 pybamm.set_logging_level("ERROR")
 OUT = Path(__file__).parent / "dfn"
@@ -118,11 +118,10 @@ def parameter_values(case: Case) -> pybamm.ParameterValues:
         },
         check_already_exists=False,
     )
-    if "Cell volume [m3]" not in p.keys():  # Prada2013 has no thermal data: LG M50's layers
+    if "Cell volume [m3]" not in p:  # Prada2013 has no thermal data: LG M50's layers
         donor = pybamm.ParameterValues("Chen2020")
         words = ("current collector", "density", "specific heat", "thermal conductivity")
-        p.update({k: donor[k] for k in donor.keys()
-                  if k not in p.keys() and any(w in k for w in words)},
+        p.update({k: v for k, v in donor.items() if k not in p and any(w in k for w in words)},
                  check_already_exists=False)  # fmt: skip
         p.update({"Cell cooling surface area [m2]": 0.00637, "Cell volume [m3]": 3.45e-5},
                  check_already_exists=False)  # a 26650 can  # fmt: skip
@@ -228,8 +227,7 @@ def hppc(case: Case, chained: bool = False) -> tuple[list, float]:
     for index, minutes in enumerate([0.0, *levels]):
         if minutes:
             steps += [
-                f"Discharge at 1C for {minutes} minutes or until {case.v_min} V "
-                "(1 second period)",
+                f"Discharge at 1C for {minutes} minutes or until {case.v_min} V (1 second period)",
                 "Rest for 1 hour (1 second period)",
             ]
         steps.append(f"Discharge at 1C for 10 seconds or until {case.v_min} V (0.1 second period)")

@@ -527,12 +527,17 @@ def estimate(
         import numpy as np
         import pandas as pd
 
+        from cellwarden.bms.soc_scoring import SETTLE_S, score
+
         truth = pd.to_numeric(recorded["true_soc_pct"], errors="coerce").to_numpy(dtype=float)
-        error = soc.to_numpy() - truth
-        if np.isfinite(error).any():
+        known = np.isfinite(truth)
+        if known.any():
+            found = score(result["time_s"][known], soc[known], truth[known])
             message += (
-                f"; against true_soc_pct: RMSE {np.sqrt(np.nanmean(error**2)):.2f} %, "
-                f"max {np.nanmax(np.abs(error)):.2f} %"
+                f"; against true_soc_pct: RMSE {found.rmse_pct:.2f} %, max {found.max_pct:.2f} %;"
+                f" after {SETTLE_S / 60:.0f} min RMSE {found.rmse_after_settle_pct:.2f} %, max "
+                f"{found.max_after_settle_pct:.2f} %; error at {SETTLE_S / 60:.0f} min "
+                f"{found.error_at_settle_pct:.2f} %"
             )
     console.print(message, highlight=False)
     console.print(f"estimate written to [bold]{out}[/]")

@@ -5,7 +5,8 @@ A well-known state is the end of a CV charge, or a long rest near either end of 
 range: as a cell ages its OCV-SoC curve shifts, most in the middle (lithium lost from the
 graphite moves its plateaus against the cathode's curve), so a rested voltage read with the
 fresh cell's table places a mid-range SoC several percent wrong, while near empty and near
-full the reading holds (within 1–2 % on the validation cells at 72–86 % SoH). Mid-range
+full the reading holds (within 1–2 % below 15 % and above 90 % SoC on the validation cells
+at 72–86 % SoH, up to 11 % in between). Mid-range
 rests still re-anchor the SoC; they do not measure capacity.
 """
 
@@ -16,7 +17,7 @@ import numpy as np
 from cellwarden.bms.cell_model import CellModel
 
 MIN_SOC_SPAN = 0.3  # two anchors must be this far apart to weigh a capacity
-ANCHOR_SOC_RANGES = (0.25, 0.9)  # rests below the first or above the second anchor capacity
+ANCHOR_SOC_RANGES = (0.15, 0.9)  # rests below the first or above the second anchor capacity
 REST_STEP_C = 0.05  # current steps from rest (below this C-rate)
 MIN_STEP_C = 0.3  # ... of 0.3C to 1.5C measure resistance
 MAX_STEP_C = 1.5

@@ -6,8 +6,9 @@ measured between two such readings.
 
 A CV charge is recognised only when it is one: the string has been charging for at least
 ``CV_MIN_S`` with some cell within ``CV_WINDOW_V`` of the upper limit while the current
-tapered (from at least ``TAPER_FROM`` to below ``TAPER_SEEN`` times ``full_charge_current_c``),
-and the current is now below ``full_charge_current_c``, charging on or stopped. Regenerative
+tapered (fell by ``TAPER_FALL`` or more, to below ``TAPER_SEEN`` times
+``full_charge_current_c``), and the current is now below ``full_charge_current_c``, charging on
+or stopped. Regenerative
 braking near the top, or a charger's first seconds at the limit, is not a full charge."""
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from cellwarden.model.bms import EstimationSettings
 MIN_OCV_SLOPE_V = 0.3  # V per unit SoC: where rest voltages pin SoC down
 CV_WINDOW_V = 0.03  # within this of the charge limit a cell counts as in CV
 CV_MIN_S = 30.0  # charging at the limit at least this long before the taper counts
-TAPER_FROM = 4.0  # ... with the current falling from this many taper currents or more
-TAPER_SEEN = 2.0  # ... to below this many
+TAPER_SEEN = 2.0  # ... with the current seen below this many taper currents
+TAPER_FALL = 2.0  # ... after falling by this factor at least
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class Recalibration:
             self._cv_s, self._cv_min_a, self._cv_max_a = 0.0, math.inf, 0.0
         tapered = (
             self._cv_min_a < TAPER_SEEN * self.taper_a
-            and self._cv_max_a >= TAPER_FROM * self.taper_a
+            and self._cv_max_a >= TAPER_FALL * self._cv_min_a
         )
         if (
             self._cv_s >= CV_MIN_S

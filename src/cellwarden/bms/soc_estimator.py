@@ -80,7 +80,6 @@ class SocEstimator:
         self.x[:, RHO] = 1.0
         self.hyst = np.zeros(cell_count)
         self.covariance = np.zeros((cell_count, STATES, STATES))
-        self.innovation_v = np.zeros(cell_count)
         self._dynamic_var = np.zeros(cell_count)  # the errors' present spreads, squared
         self._table_var = np.zeros(cell_count)
 
@@ -99,11 +98,6 @@ class SocEstimator:
     @property
     def v2(self) -> np.ndarray:
         return self.x[:, V2]
-
-    @property
-    def resistance_scale(self) -> np.ndarray:
-        """The cell's R0 over the model's, as the filter sees it."""
-        return self.x[:, RHO]
 
     @property
     def started(self) -> bool:
@@ -211,14 +205,9 @@ class SocEstimator:
             h = np.stack([point.ocv_slope_v, ones, ones, ones, ones, ohmic * shows_r0], axis=1)
             predicted = (ocv + state[:, V1] + state[:, V2] + state[:, DYNAMIC] + state[:, TABLE]
                          + state[:, RHO] * ohmic)  # fmt: skip
-            residual = cell_voltage_v - predicted
-            if not iteration:
-                self.innovation_v = residual
-            innovation = residual - np.einsum("ni,ni->n", h, prior - state)
-            ph = np.einsum("nij,nj->ni", p, h)
+            innovation = cell_voltage_v - predicted - np.einsum("ni,ni->n", h, prior - state)
             ohmic_error = settings.ohmic_error_fraction * ohmic
-            spread = np.einsum("ni,ni->n", h, ph) + white_floor + ohmic_error**2
-            gain = ph / spread[:, None]
+            gain, ph, spread = self._gain(h, white_floor + ohmic_error**2)
             limit = INNOVATION_GATE * np.sqrt(spread)
             moved_from = state[:, SOC]
             state = prior + gain * np.clip(innovation, -limit, limit)[:, None]
@@ -229,22 +218,24 @@ class SocEstimator:
         self.x[:] = state
         self.covariance = p - np.einsum("ni,nj->nij", gain, ph)
 
-    def _update(self, h: np.ndarray, innovation: np.ndarray, noise: np.ndarray, gate: float):
-        """A scalar-measurement Kalman update per cell (innovations clipped at ``gate`` sigma)."""
-        p = self.covariance
-        ph = np.einsum("nij,nj->ni", p, h)
-        s = np.einsum("ni,ni->n", h, ph) + noise
-        k = ph / s[:, None]
-        limit = gate * np.sqrt(s)
-        self.x += k * np.clip(innovation, -limit, limit)[:, None]
-        self.covariance = p - np.einsum("ni,nj->nij", k, ph)
+    def _gain(self, h: np.ndarray, noise: np.ndarray):
+        """Kalman gain, P·H and the innovation's variance for a scalar measurement per cell."""
+        ph = np.einsum("nij,nj->ni", self.covariance, h)
+        spread = np.einsum("ni,ni->n", h, ph) + noise
+        return ph / spread[:, None], ph, spread
+
+    def _update(self, h: np.ndarray, innovation: np.ndarray, noise: np.ndarray) -> None:
+        """A linear scalar-measurement Kalman update per cell."""
+        gain, ph, _ = self._gain(h, noise)
+        self.x += gain * innovation[:, None]
+        self.covariance = self.covariance - np.einsum("ni,nj->nij", gain, ph)
 
     def _anchor_soc(self, cells: np.ndarray, soc: np.ndarray, sigma: np.ndarray) -> None:
         """Fuse an independent SoC reading (value, standard deviation) into ``cells``' state."""
         h = np.zeros(self.x.shape)
         h[:, SOC] = cells
         noise = np.where(cells, sigma**2, 1.0)
-        self._update(h, np.where(cells, soc - self.soc, 0.0), noise, np.inf)
+        self._update(h, np.where(cells, soc - self.soc, 0.0), noise)
         self.x[:, SOC] = np.clip(self.x[:, SOC], *SOC_BOUNDS)
 
     def correct_at_rest(
@@ -257,7 +248,7 @@ class SocEstimator:
         h = np.zeros(self.x.shape)
         h[:, [V1, V2, DYNAMIC]] = 1.0
         dynamic = self.x[:, V1] + self.x[:, V2] + self.x[:, DYNAMIC]
-        self._update(h, -dynamic, np.full(dynamic.shape, REST_RELAXATION_V**2), np.inf)
+        self._update(h, -dynamic, np.full(dynamic.shape, REST_RELAXATION_V**2))
         rest_soc = self.model.soc_from_ocv(cell_voltage_v, temp_c, self.hyst)
         steep = self.model.at(rest_soc, temp_c, self.hyst).ocv_slope_v >= min_slope
         return steep, rest_soc

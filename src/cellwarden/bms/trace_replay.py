@@ -1,21 +1,19 @@
-"""Replay a recorded single-cell trace through the BMS's state-of-charge estimator.
+"""Replay a recorded single-cell trace through the BMS's estimation.
 
 A trace is a table with the columns ``time_s, current_a, voltage_v, temp_c`` (more are kept but
-ignored): time in seconds, strictly increasing; the current in amperes, positive when it
-charges the cell, as the mean over the interval that ends at that row (a sampled current is
-fine when the sampling is fast compared with how the current changes); the cell's terminal
-voltage and its temperature at that time.
+ignored): time in seconds, strictly increasing (any spacing, rows may be missing); the current
+in amperes, positive when it charges the cell, taken as flowing over the interval that ends at
+its row (a sampled current is fine when the sampling is fast compared with how the current
+changes: 1 s logging is); the cell's terminal voltage and its temperature at that time. It
+comes as a CSV file (gzip-compressed or not) or a Parquet file.
 
-The replay does what a string BMS does for each of its cells (``StringBms._estimate`` with
-``bms.recalibration``): at the first row it starts the estimator from the voltage and
-temperature as if they were at rest (power-up); then for every row it steps the EKF (Coulomb
-counting with the row's current over the interval since the previous row, then the voltage
-correction), corrects the SoC from the voltage once the cell has rested ``rest_time_s`` (where
-the OCV curve is steep enough), and recognises a full cell at the end of a CV charge (voltage
-within ``CV_WINDOW_V`` of the upper maximum operating limit while charging below
-``full_charge_current_c``). A BMS calibrates its current sensor's offset while its power path is
-open; a trace has no such moments, so the replay takes the offset as given
-(``current_offset_a``, default 0).
+The replay runs what a string BMS runs for each of its cells, ``bms.cell_estimation``: at the
+first row it starts the SoC filter from the voltage and temperature (as if rested, with a
+wider doubt when the row carries current), then for every row it counts the charge over the
+interval since the previous row and corrects with the voltage, re-anchors the SoC after a long
+rest and at the end of a CV charge, and learns the capacity and the resistance. A BMS
+calibrates its current sensor's offset while its power path is open; a trace has no such
+moments, so the replay takes the offset as given (``current_offset_a``, default 0).
 """
 
 from __future__ import annotations

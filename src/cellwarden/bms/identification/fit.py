@@ -70,6 +70,7 @@ from cellwarden.model.library import builtin_names, cell_from_dict, load_cell, l
 
 DEFAULT_HYSTERESIS_RATE = 30.0
 CAPACITY_WARNING = 0.05  # a measured capacity this far from the rated one gets a note
+REFERENCE_TEMP_C = 25.0
 
 
 @dataclass
@@ -89,6 +90,11 @@ class TemperatureFit:
     anchors: int
 
 
+def reference_fit(fits: list[TemperatureFit]) -> TemperatureFit:
+    """The test closest to 25 °C: capacity and taper resistance come from it."""
+    return min(fits, key=lambda fit: abs(fit.temp_c - REFERENCE_TEMP_C))
+
+
 @dataclass
 class Identification:
     """An identified cell: the TOML content, the validated spec and what the fit saw."""
@@ -97,13 +103,11 @@ class Identification:
     cell: CellSpec
     fits: list[TemperatureFit]  # one per test temperature, sorted by temperature
     base_chemistry: str
-    ocv_soc: np.ndarray
     notes: list[str]
 
     @property
     def reference(self) -> TemperatureFit:
-        """The test closest to 25 °C (capacity and taper resistance come from it)."""
-        return min(self.fits, key=lambda fit: abs(fit.temp_c - 25.0))
+        return reference_fit(self.fits)
 
     @property
     def levels(self) -> list[LevelFit]:
@@ -359,7 +363,7 @@ def _assemble(
     notes: list[str],
 ) -> Identification:
     """The cell's tables and data from the fits at every temperature."""
-    reference = min(fits, key=lambda fit: abs(fit.temp_c - 25.0))
+    reference = reference_fit(fits)
     if abs(reference.capacity_ah / rated_ah - 1.0) > CAPACITY_WARNING:
         notes.append(
             f"measured capacity {reference.capacity_ah:.3f} Ah differs from the rated "
@@ -428,6 +432,4 @@ def _assemble(
                                             factor if shape else None)  # fmt: skip
     data["chemistry"] = chem
     cell = cell_from_dict(data, f"identified cell {name!r}")
-    return Identification(
-        data=data, cell=cell, fits=fits, base_chemistry=base.name, ocv_soc=grid, notes=notes
-    )
+    return Identification(data=data, cell=cell, fits=fits, base_chemistry=base.name, notes=notes)
