@@ -424,7 +424,7 @@ def sample(solution, period_s: float, phase_s: float) -> dict[str, np.ndarray]:
     return out
 
 
-def record(case: Case, test: str, front: FrontEnd, rng, solution, window: Window) -> tuple:
+def record(case: Case, front: FrontEnd, rng, solution, window: Window) -> tuple:
     """The trace a logger writes (sensor errors, resolution, lost rows) and the truth."""
     capacity_1c = pybamm.ParameterValues(case.parameter_set)["Nominal cell capacity [A.h]"]
     period_s = front.period_s
@@ -561,7 +561,7 @@ def run_case(case: Case, only_tests: list[str] | None = None) -> None:
             steps, start = usage(case, rng, p)
         solution = run_experiment(case, p, steps, start)
         front = {"hppc": CYCLER, "slow": CYCLER, "hppc-chained": COARSE_CYCLER}.get(test, BMS)
-        frame, errors = record(case, test, front, rng, solution, window)
+        frame, errors = record(case, front, rng, solution, window)
         path = folder / f"{test}.parquet"
         write_trace(frame, path, truth=not test.startswith(("hppc", "slow")))
         truth["traces"][test] = {
