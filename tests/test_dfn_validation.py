@@ -66,6 +66,26 @@ def test_identify_reads_r0_from_chained_pulses_logged_every_2_s_with_rows_missin
     assert np.sqrt(np.mean(error_mv[10:91] ** 2)) < 5.0
 
 
+def test_identify_copes_with_a_logger_that_lost_the_end_of_every_rest(nmc_25):
+    """Rows missing for ~50 minutes of every hour's rest (the logger stopped after 11): the
+    charge is not counted across the gaps as if the next step had flowed through them, the
+    levels sit where they did, and the rests' ends still anchor the OCV (within 6 mV)."""
+    pulse = NMC_25.trace("hppc")
+    time_s, resting = pulse["time_s"].to_numpy(), pulse["current_a"].abs().to_numpy() < 0.025
+    since = np.zeros(time_s.size)
+    for row in range(1, time_s.size):
+        since[row] = since[row - 1] + time_s[row] - time_s[row - 1] if resting[row] else 0.0
+    gappy = pulse[since < 660.0].reset_index(drop=True)
+    assert np.diff(gappy["time_s"]).max() > 2000.0
+    result = identify(gappy, NMC_25.trace("slow"), 5.0)
+    np.testing.assert_allclose([lv.soc for lv in result.levels],
+                               [lv.soc for lv in nmc_25.levels], atol=0.005)  # fmt: skip
+    assert result.cell.capacity_ah == pytest.approx(NMC_25.capacity_ah, rel=0.01)
+    soc, true_ocv = NMC_25.true_ocv()
+    error_mv = 1000.0 * (result.cell.chemistry.ocv_v.lookup(soc, NMC_25.temp_c) - true_ocv)
+    assert np.sqrt(np.mean(error_mv[10:91] ** 2)) < 6.0
+
+
 def test_a_pulse_trace_logged_too_coarsely_is_refused_with_the_reason():
     """Every 10 s a 10 s pulse has no row right before and after its edges: say so."""
     coarse = NMC_25.trace("hppc").iloc[::10].reset_index(drop=True)

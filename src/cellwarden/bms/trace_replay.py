@@ -30,6 +30,7 @@ from cellwarden.model.cell import CellSpec
 from cellwarden.model.errors import ConfigError
 
 TRACE_COLUMNS = ("time_s", "current_a", "voltage_v", "temp_c")
+GAP_S = 30.0  # rows further apart than this have rows missing between them
 DEFAULT_CURRENT_NOISE_C = 0.001  # current sensor noise the filter assumes, as a share of 1C
 
 
@@ -62,6 +63,24 @@ def check_trace(frame: pd.DataFrame, source: str) -> pd.DataFrame:
             f"{checked['time_s'].iloc[row]} after {checked['time_s'].iloc[row - 1]}"
         )
     return checked
+
+
+def interval_currents(time_s: np.ndarray, current_a: np.ndarray) -> np.ndarray:
+    """The mean current over the interval that ends at each row (0 for the first row).
+
+    A row's current flows over the interval since the previous row. Across a gap (rows
+    missing: more than ``GAP_S``) the previous row's current is held until one usual interval
+    (the median spacing) before the row: a logger that lost a rest's rows does not turn the
+    next step's current into hours of charge.
+    """
+    dt = np.diff(time_s, prepend=time_s[0])
+    usual = float(np.median(dt[1:])) if dt.size > 1 else 0.0
+    held = np.concatenate([[0.0], current_a[:-1]])
+    gap = dt > GAP_S
+    mean = current_a.astype(float).copy()
+    mean[gap] = (held[gap] * (dt[gap] - usual) + current_a[gap] * usual) / dt[gap]
+    mean[0] = 0.0
+    return mean
 
 
 def read_trace(path: Path | str) -> pd.DataFrame:
@@ -115,14 +134,15 @@ def replay_trace(
     voltage_v = trace["voltage_v"].to_numpy()
     temp_c = trace["temp_c"].to_numpy()
     dt_s = np.diff(time_s, prepend=time_s[0])
-    counted_ah = np.cumsum(current_a * dt_s) / 3600.0
+    mean_a = interval_currents(time_s, current_a)
+    counted_ah = np.cumsum(mean_a * dt_s) / 3600.0
     columns = {name: np.empty(time_s.size) for name in ("soc", "sigma", "capacity", "r_soh")}
     full_flags = np.zeros(time_s.size, dtype=bool)
     rest_flags = np.zeros(time_s.size, dtype=bool)
     valid = np.ones(1, dtype=bool)
     for i in range(time_s.size):
         step = estimation.update(
-            dt_s[i], current_a[i], current_a[i], voltage_v[i : i + 1], temp_c[i : i + 1], valid,
+            dt_s[i], mean_a[i], current_a[i], voltage_v[i : i + 1], temp_c[i : i + 1], valid,
             0.0, counted_ah[i],
         )  # fmt: skip
         if i == 0 and initial_soc_pct is not None:

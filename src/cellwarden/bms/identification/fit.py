@@ -56,6 +56,7 @@ from cellwarden.bms.identification.ocv import (
 )
 from cellwarden.bms.identification.pulses import LevelFit, analyse_pulses, edge_resistance, levels
 from cellwarden.bms.identification.trace import (
+    REST_ANCHOR_S,
     REST_CURRENT_C,
     RestAnchor,
     Trace,
@@ -71,6 +72,7 @@ from cellwarden.model.library import builtin_names, cell_from_dict, load_cell, l
 DEFAULT_HYSTERESIS_RATE = 30.0
 CAPACITY_WARNING = 0.05  # a measured capacity this far from the rated one gets a note
 REFERENCE_TEMP_C = 25.0
+MIN_ANCHORS = 3  # fewer long rests than this leave the OCV's level to the slow test
 
 
 @dataclass
@@ -299,6 +301,12 @@ def _fit_temperature(
     if np.isfinite(slow.taper_current_a) and slow.taper_current_a > 0:
         at_full = float(np.interp(full_soc, grid, ocv if ocv_charge is None else ocv_charge))
         taper = max((slow.cv_voltage_v - at_full) / slow.taper_current_a, 1e-6)
+    if result.anchors < MIN_ANCHORS:
+        notes.append(
+            f"{temp_c:.1f} °C: {result.anchors} rest(s) of {REST_ANCHOR_S / 60:.0f} minutes or "
+            "more: the OCV's level rests on the slow test's overpotential correction (a few to "
+            "tens of mV off); rest an hour between pulse levels"
+        )
     fit = TemperatureFit(
         temp_c=temp_c, levels=fits, ocv_v=ocv, ocv_charge_v=ocv_charge, gap_v=result.gap_v,
         capacity_ah=capacity_ah, lab_capacity_ah=lab_ah, full_soc=full_soc,

@@ -5,11 +5,12 @@
    regression on a SoC grid. A C/20 discharge still carries overpotential the two-RC circuit
    does not know (slow solid diffusion): the pseudo-OCV is a few to a few tens of millivolts
    off, by an amount that changes with SoC.
-2. The end of every long rest (20 minutes or more: the pulse test's rests between levels,
-   the rests after the full charge and after the slow discharge) is an OCV within a
-   millivolt or two. The pseudo-OCV is moved onto these anchors: their offsets from it are
-   interpolated in SoC (held beyond the outermost anchors) and added. The anchors fix the
-   level, the slow test the shape between them.
+2. The end of every long rest (10 minutes or more: the pulse test's rests between levels,
+   the rests after the full charge and after the slow discharge) is an OCV: within a
+   millivolt or two after an hour, within 5–10 mV after ten minutes (on the DFN cells). The
+   pseudo-OCV is moved onto these anchors: their offsets from it are interpolated in SoC
+   (held beyond the outermost anchors) and added. The anchors fix the level, the slow test
+   the shape between them.
 3. A slow recharge gives the charge branch the same way, with the discharge branch's offsets
    mirrored (the same overpotential, the other sign; rests lie on the discharge branch).
    When it lies more than 5 mV above the discharge branch over 10–90 % SoC the cell has
@@ -28,6 +29,7 @@ import numpy as np
 
 from cellwarden.bms.identification.pulses import LevelFit
 from cellwarden.bms.identification.trace import REST_CURRENT_C, RestAnchor, Trace
+from cellwarden.bms.trace_replay import interval_currents
 from cellwarden.model.chemistry import Chemistry
 from cellwarden.model.library import builtin_names, load_chemistry
 
@@ -56,7 +58,8 @@ def model_overpotential(tr: Trace, levels: list[LevelFit]) -> np.ndarray:
     r0, r1, tau1, r2, tau2 = (table(name) for name in PARAMETERS)
     dt = np.diff(tr.t, prepend=tr.t[0])
     a1, a2 = np.exp(-dt / tau1), np.exp(-dt / tau2)
-    b1, b2 = r1 * (1 - a1) * tr.i, r2 * (1 - a2) * tr.i
+    flowing = interval_currents(tr.t, tr.i)
+    b1, b2 = r1 * (1 - a1) * flowing, r2 * (1 - a2) * flowing
     v1 = v2 = 0.0
     out = np.empty(tr.t.size)
     for n in range(tr.t.size):

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from cellwarden.bms.identification.trace import Trace
+from cellwarden.bms.identification.trace import GAP_S, Trace
 
 SEGMENT_CURRENT_C = 0.01  # rows closer than this in current form one constant-current segment
 TAU1_BOUNDS_S = (0.5, 200.0)
@@ -25,19 +25,23 @@ def segments(tr: Trace, first: int, last: int, capacity_ah: float) -> np.ndarray
     """Constant-current segments (start_s, end_s, current_a) of rows first..last.
 
     Row n's current flows over (t[n-1], t[n]]; rest rows count as exactly zero current.
+    After a gap (rows missing) a segment starts one usual interval before its first row: the
+    current before it was the previous segment's.
     """
     threshold = SEGMENT_CURRENT_C * capacity_ah
     current = np.where(tr.rest, 0.0, tr.i)
     dt = np.diff(tr.t, prepend=tr.t[0])
+    usual = float(np.median(dt[1:])) if dt.size > 1 else 0.0
     out = []
     start = first
     for row in range(first + 1, last + 2):
         if row <= last and abs(current[row] - current[start]) <= threshold:
             continue
-        span = dt[start:row].sum()
+        lead = min(dt[start], usual) if dt[start] > GAP_S else dt[start]
+        span = lead + dt[start + 1 : row].sum()
         if span > 0 and current[start] != 0.0:
-            mean = float((current[start:row] * dt[start:row]).sum() / span)
-            out.append((tr.t[start] - dt[start], tr.t[row - 1], mean))
+            charge = current[start] * lead + (current[start + 1 : row] * dt[start + 1 : row]).sum()
+            out.append((tr.t[start] - lead, tr.t[row - 1], float(charge / span)))
         start = row
     return np.asarray(out, dtype=float).reshape(-1, 3)
 

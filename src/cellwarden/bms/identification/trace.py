@@ -3,7 +3,7 @@ the full charge found, and what the CV taper says about the state it left the ce
 
 Traces are as ``bms.trace_replay`` describes them (positive current charges). Rows may come at
 any spacing, with rows missing; a current is taken as flowing over the interval that ends at
-its row.
+its row, the previous row's held across a gap (``trace_replay.interval_currents``).
 """
 
 from __future__ import annotations
@@ -14,13 +14,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from cellwarden.bms.trace_replay import GAP_S, interval_currents
+
 REST_CURRENT_C = 0.005  # |I| below this share of 1C is rest
 MIN_REST_FOR_OFFSET_S = 60.0
 MIN_MOVE_SOC = 0.0005  # a discharge must move this much to end "full" (not a blip)
 CV_WINDOW_V = 0.005  # rows this close to the charge's top voltage are its CV phase
 CV_TAIL_CURRENTS = 3.0  # the taper's tail: currents below this many times its last one
 CV_TAIL_MIN_ROWS = 20
-REST_ANCHOR_S = 1200.0  # a rest this long ends close enough to the OCV to anchor it
+REST_ANCHOR_S = 600.0  # a rest this long ends close enough to the OCV to anchor it (hours: 1 mV)
 ANCHOR_WINDOW_S = 30.0  # the anchor is the median voltage over the rest's last 30 s
 
 
@@ -33,7 +35,9 @@ def runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 def run_duration(t: np.ndarray, first: int, last: int) -> float:
-    start = t[first - 1] if first > 0 else t[first]
+    """From the row before the run (its current flows from there) to its last row; where
+    rows are missing before the run (a gap over ``GAP_S``) from its first row."""
+    start = t[first - 1] if first > 0 and t[first] - t[first - 1] <= GAP_S else t[first]
     return float(t[last] - start)
 
 
@@ -126,8 +130,7 @@ def prepare(frame: pd.DataFrame, capacity_ah: float, offset_a: float) -> Trace:
     i = frame["current_a"].to_numpy(dtype=float) - offset_a
     v = frame["voltage_v"].to_numpy(dtype=float)
     rest = rest_rows(i, capacity_ah)
-    dt = np.diff(t, prepend=t[0])
-    charge_ah = np.cumsum(i * dt) / 3600.0
+    charge_ah = np.cumsum(interval_currents(t, i) * np.diff(t, prepend=t[0])) / 3600.0
     first_discharge = t.size
     for first, last in runs(i < -REST_CURRENT_C * capacity_ah):
         if charge_ah[first - 1 if first else 0] - charge_ah[last] >= MIN_MOVE_SOC * capacity_ah:
