@@ -166,6 +166,97 @@ def _attach_console(simulation, spec: str) -> None:
     error_console.print(f"serial console on [bold]{name}[/] (type 'help')")
 
 
+edge_app = typer.Typer(
+    help="The device's edge: telemetry over MQTT with store-and-forward, GPS, the data logger.",
+    no_args_is_help=True,
+)
+app.add_typer(edge_app, name="edge")
+
+
+@edge_app.command("run")
+def edge_run(
+    scenario: Annotated[
+        str, typer.Argument(help="A built-in scenario name or a scenario TOML file.")
+    ],
+    broker: Annotated[
+        str | None,
+        typer.Option(
+            "--broker",
+            help="mqtt://[user:password@]host:port or mqtts://... (none: queue and log only).",
+        ),
+    ] = None,
+    device_id: Annotated[
+        str, typer.Option("--device-id", help="This device's id (the MQTT user and topic level).")
+    ] = "device-1",
+    fleet: Annotated[
+        str, typer.Option("--fleet", help="The fleet's id in the topics.")
+    ] = "default",
+    ca_file: Annotated[
+        Path | None, typer.Option("--ca", help="CA certificate to verify an mqtts:// broker.")
+    ] = None,
+    speed: Annotated[
+        float | None,
+        typer.Option("--speed", min=0.001, help="Pace the simulated clock at K times real time."),
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option("--duration", help="Cut the run to this many simulated seconds.")
+    ] = None,
+    outage: Annotated[
+        list[str] | None,
+        typer.Option("--outage", help="START:LEN seconds without coverage (repeatable)."),
+    ] = None,
+    queue: Annotated[
+        Path, typer.Option("--queue", help="Store-and-forward directory (kept across runs).")
+    ] = Path("out/edge/queue"),
+    log_dir: Annotated[
+        Path | None, typer.Option("--log-dir", help="Data logger directory (the SD card).")
+    ] = None,
+    command_key: Annotated[
+        str | None,
+        typer.Option(
+            "--command-key",
+            envvar="CELLWARDEN_COMMAND_KEY",
+            help="Secret that authorises commands such as clear_faults.",
+        ),
+    ] = None,
+    debug_json: Annotated[
+        bool, typer.Option("--debug-json", help="Send JSON payloads instead of CBOR+zstd.")
+    ] = False,
+    drain: Annotated[
+        float, typer.Option("--drain", min=0, help="Wall seconds to empty the queue at the end.")
+    ] = 10.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Run a scenario with its edge: summaries, cells, events, position and health into the
+    store-and-forward queue and over the simulated cellular link to the broker (docs/edge.md)."""
+    from cellwarden.simulation.edge_run import EdgeOptions, parse_outage, run_edge
+
+    spec = _scenario(scenario)
+    try:
+        options = EdgeOptions(
+            device_id=device_id, fleet=fleet, broker=broker, ca_file=ca_file, queue_dir=queue,
+            log_dir=log_dir, duration_s=duration, speed=speed,
+            outages=[parse_outage(text) for text in outage or []], command_key=command_key,
+            debug_json=debug_json, drain_wall_s=drain,
+        )  # fmt: skip
+        summary = run_edge(spec, options)
+    except (ConfigError, ValueError, OSError) as error:
+        raise _fail(error) from None
+    if as_json:
+        print(json.dumps(summary, indent=2, default=float))
+        return
+    console.print(
+        f"{summary['device_id']}: {summary['simulated_s']:.0f} s simulated at "
+        f"{summary['speed']:.0f}× real time; produced {summary['produced']}, acknowledged "
+        f"{summary['acknowledged']}, queued {summary['queued']}, dropped {summary['dropped']}; "
+        f"{summary['bytes_sent'] / 1e3:.1f} kB sent "
+        f"({summary['bytes_per_30_days'] / 1e6:.2f} MB per 30 days)",
+        highlight=False,
+    )
+    for error in summary["errors"]:
+        error_console.print(f"[yellow]warning:[/] {error}", highlight=False)
+
+
 @app.command("serve-modbus")
 def serve_modbus(
     scenario: Annotated[

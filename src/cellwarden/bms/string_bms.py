@@ -351,6 +351,11 @@ class StringBms:
         """The last cell-voltage sample the main task used (None before the first)."""
         return self._voltages
 
+    @property
+    def cell_temp_c(self) -> np.ndarray:
+        """Each cell's temperature as the main task last mapped it from the sensors."""
+        return self._cell_temp_c
+
     def _status(self) -> ProtectionStatus:
         return self.protection.status()
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from cellwarden.model.architecture import INVERTER_CAN_MAX_VOLTAGE_V
 from cellwarden.model.bms import BmsSettings
 from cellwarden.model.board import BoardSpec
+from cellwarden.model.edge import EdgeSpec
 from cellwarden.model.faults import FaultSpec
 from cellwarden.model.library import read_toml, validate
 from cellwarden.model.system import SystemSpec
@@ -155,6 +156,7 @@ class Scenario(BaseModel):
     bms: BmsSettings = BmsSettings()
     buses: BusesSpec = BusesSpec()
     system_master: SystemMasterSettings = SystemMasterSettings()
+    edge: EdgeSpec = EdgeSpec()
 
     @model_validator(mode="after")
     def _check_faults(self) -> Scenario:

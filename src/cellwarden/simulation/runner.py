@@ -153,7 +153,11 @@ class Simulation:
                     DutyMode(int(self.profile.mode[segment])), float(self.profile.value[segment])
                 )
                 following = self.profile.next_change_after(tick * self.dt_s)
-                next_segment = total + 1 if math.isinf(following) else round(following / self.dt_s)
+                next_segment = (
+                    total + 1
+                    if math.isinf(following)
+                    else max(tick + 1, round(following / self.dt_s))
+                )  # a segment shorter than a step still lets the clock move
             for index, task in enumerate(tasks):
                 if tick >= next_task[index]:
                     task.run(tick * self.dt_s)

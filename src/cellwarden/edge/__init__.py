@@ -1,0 +1,1 @@
+"""Device-side digitalisation: cloud connector, data logger, GPS geofences, updates."""

@@ -1,0 +1,279 @@
+"""Store-and-forward: a durable, bounded, ordered queue of telemetry records between the BMS and
+the uplink (SQLite in WAL mode, one file).
+
+Every record gets the device's next sequence number when it is stored; a record leaves the queue
+only when the broker has acknowledged it (QoS 1), so a kill or a power cut at any instant loses
+nothing that ``put`` returned for, and a record sent twice carries the same sequence number for
+the receiver to drop. When the queue outgrows its bound, detail (cells, position, health) is
+thinned first, oldest half first, then summaries; events and command replies are never dropped.
+A queue file that is not a database any more is set aside and a new one started, with sequence
+numbers continuing past every number the old file may have used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cbor2
+
+from cellwarden.telemetry.schema import PRIORITY, Kind, Priority
+
+SEQ_BLOCK = 4096  # sequence numbers reserved ahead in the side file
+QUEUE_FILE = "queue.sqlite"
+SEQ_FILE = "seq.hwm"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    seq INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    time_s REAL NOT NULL,
+    body BLOB NOT NULL,
+    size INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_by_kind ON records (kind, seq);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value REAL NOT NULL);
+"""
+
+
+class QueueError(RuntimeError):
+    """The queue cannot store a record (disk full, I/O error); the message names the cause."""
+
+
+@dataclass(frozen=True)
+class QueuedRecord:
+    seq: int
+    kind: Kind
+    time_s: float
+    record: dict[str, Any]
+
+
+class StoreAndForward:
+    """The queue in ``directory``; ``max_bytes`` bounds the records' stored size."""
+
+    def __init__(self, directory: Path, max_bytes: int = 64 * 1024 * 1024, durable: bool = True):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.path = self.directory / QUEUE_FILE
+        self.max_bytes = max_bytes
+        self.recovered: str | None = None  # what was wrong with a file set aside at start
+        self._inflight: dict[int, Kind] = {}
+        self.db = self._open(durable)
+        self._seq_limit = self._read_seq_file()
+        next_seq = int(self._meta("next_seq", 1))
+        if self.recovered is not None:
+            next_seq = max(next_seq, self._seq_limit)
+        self.next_seq = next_seq
+        self.stored_bytes = int(self.db.execute("SELECT COALESCE(SUM(size), 0) FROM records")
+                                .fetchone()[0])  # fmt: skip
+        self.dropped: dict[str, int] = {
+            kind.value: int(self._meta(f"dropped:{kind.value}", 0)) for kind in Kind
+        }
+
+    def _open(self, durable: bool) -> sqlite3.Connection:
+        try:
+            return self._connect(durable)
+        except sqlite3.DatabaseError as error:
+            aside = self._set_aside()
+            self.recovered = (
+                f"store-and-forward queue {self.path} was unreadable ({error}); "
+                f"moved to {aside.name} and a new queue started"
+            )
+            return self._connect(durable)
+
+    def _connect(self, durable: bool) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            check = db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"integrity check: {check}")
+            db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
+
+    def _set_aside(self) -> Path:
+        index = 1
+        while (aside := self.path.with_name(f"{QUEUE_FILE}.corrupt-{index}")).exists():
+            index += 1
+        self.path.rename(aside)
+        for suffix in ("-wal", "-shm"):
+            companion = self.path.with_name(QUEUE_FILE + suffix)
+            if companion.exists():
+                companion.rename(aside.with_name(aside.name + suffix))
+        return aside
+
+    def _read_seq_file(self) -> int:
+        try:
+            return int((self.directory / SEQ_FILE).read_text().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    def _reserve_seqs(self, upto: int) -> None:
+        """Record in the side file that sequence numbers below ``limit`` may be in use."""
+        limit = upto + SEQ_BLOCK
+        temporary = self.directory / (SEQ_FILE + ".tmp")
+        with open(temporary, "w") as handle:
+            handle.write(str(limit))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.directory / SEQ_FILE)
+        self._seq_limit = limit
+
+    def _meta(self, key: str, default: float) -> float:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else row[0]
+
+    def put(self, items: Sequence[tuple[Kind, float, dict[str, Any]]]) -> list[int]:
+        """Store records (kind, time, record) in one transaction; their sequence numbers."""
+        if not items:
+            return []
+        first = self.next_seq
+        rows = []
+        for offset, (kind, time_s, record) in enumerate(items):
+            body = cbor2.dumps(record)
+            rows.append((first + offset, kind.value, int(PRIORITY[kind]), time_s, body, len(body)))
+        try:
+            if first + len(rows) > self._seq_limit:
+                self._reserve_seqs(first + len(rows))
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)", rows)
+            self._set_meta("next_seq", first + len(rows))
+            for kind in {kind for kind, _, _ in items}:
+                latest = max(t for k, t, _ in items if k is kind)
+                self._set_meta(f"until:{kind.value}", latest)
+            self.db.execute("COMMIT")
+        except (sqlite3.Error, OSError) as error:
+            self._rollback()
+            raise QueueError(
+                f"store-and-forward queue {self.path}: cannot store ({error})"
+            ) from error
+        self.next_seq = first + len(rows)
+        self.stored_bytes += sum(row[5] for row in rows)
+        if self.stored_bytes > self.max_bytes:
+            self._thin()
+        return [row[0] for row in rows]
+
+    def produced_until_s(self, kind: Kind) -> float:
+        """Time of the newest record of ``kind`` ever stored (-inf before the first)."""
+        return self._meta(f"until:{kind.value}", float("-inf"))
+
+    def take(self, kind: Kind, limit: int) -> list[QueuedRecord]:
+        """Up to ``limit`` of the oldest records of ``kind`` not already on their way."""
+        rows = self.db.execute(
+            "SELECT seq, time_s, body FROM records WHERE kind = ? ORDER BY seq LIMIT ?",
+            (kind.value, limit + len(self._inflight)),
+        ).fetchall()
+        taken = [
+            QueuedRecord(seq, kind, time_s, cbor2.loads(body))
+            for seq, time_s, body in rows
+            if seq not in self._inflight
+        ][:limit]
+        self._inflight.update((r.seq, kind) for r in taken)
+        return taken
+
+    def oldest_time_s(self, kind: Kind) -> float | None:
+        """Time of the oldest waiting (not in-flight) record of ``kind``."""
+        row = self.db.execute(
+            "SELECT seq, time_s FROM records WHERE kind = ? ORDER BY seq LIMIT ?",
+            (kind.value, len(self._inflight) + 1),
+        ).fetchall()
+        waiting = [time_s for seq, time_s in row if seq not in self._inflight]
+        return waiting[0] if waiting else None
+
+    def waiting(self, kind: Kind) -> int:
+        count = self.db.execute("SELECT COUNT(*) FROM records WHERE kind = ?", (kind.value,))
+        return int(count.fetchone()[0]) - sum(k is kind for k in self._inflight.values())
+
+    def ack(self, seqs: Iterable[int]) -> None:
+        """The broker has the records: remove them."""
+        seqs = list(seqs)
+        for seq in seqs:
+            self._inflight.pop(seq, None)
+        if not seqs:
+            return
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            freed = self.db.execute(
+                f"SELECT COALESCE(SUM(size), 0) FROM records WHERE seq IN ({_marks(seqs)})", seqs
+            ).fetchone()[0]
+            self.db.execute(f"DELETE FROM records WHERE seq IN ({_marks(seqs)})", seqs)
+            self.db.execute("COMMIT")
+        except sqlite3.Error as error:
+            self._rollback()
+            raise QueueError(
+                f"store-and-forward queue {self.path}: cannot remove ({error})"
+            ) from error
+        self.stored_bytes -= int(freed)
+
+    def release(self, seqs: Iterable[int] | None = None) -> None:
+        """Records sent but not acknowledged (link lost) wait again; all when ``seqs`` is None."""
+        if seqs is None:
+            self._inflight.clear()
+            return
+        for seq in seqs:
+            self._inflight.pop(seq, None)
+
+    @property
+    def records(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM records").fetchone()[0])
+
+    def _thin(self) -> None:
+        """Drop every other record of the oldest half of the most expendable class until the
+        queue fits; in-flight records are left alone."""
+        for priority in (Priority.DETAIL, Priority.SUMMARY):
+            while self.stored_bytes > self.max_bytes:
+                rows = self.db.execute(
+                    "SELECT seq, kind, size FROM records WHERE priority = ? ORDER BY seq",
+                    (int(priority),),
+                ).fetchall()
+                rows = [row for row in rows if row[0] not in self._inflight]
+                if not rows:
+                    break
+                oldest = rows[: max(1, len(rows) // 2)]
+                victims = oldest[1::2] if len(oldest) > 1 else oldest
+                self._drop(victims)
+
+    def _drop(self, victims: list[tuple[int, str, int]]) -> None:
+        seqs = [seq for seq, _, _ in victims]
+        counts: dict[str, int] = {}
+        for _, kind, _ in victims:
+            counts[kind] = counts.get(kind, 0) + 1
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute(f"DELETE FROM records WHERE seq IN ({_marks(seqs)})", seqs)
+            for kind, count in counts.items():
+                self._set_meta(f"dropped:{kind}", self.dropped[kind] + count)
+            self.db.execute("COMMIT")
+        except sqlite3.Error as error:
+            self._rollback()
+            raise QueueError(
+                f"store-and-forward queue {self.path}: cannot thin ({error})"
+            ) from error
+        for kind, count in counts.items():
+            self.dropped[kind] += count
+        self.stored_bytes -= sum(size for _, _, size in victims)
+
+    def _set_meta(self, key: str, value: float) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def _rollback(self) -> None:
+        if self.db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ",".join("?" * len(values))
