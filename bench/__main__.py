@@ -14,6 +14,8 @@ from bench import (
     bms_cycle,
     can_bus_load,
     closed_loop_can_speed,
+    edge_bytes,
+    edge_fleet,
     health_accuracy,
     multi_master_speed,
     plant_throughput,
@@ -29,6 +31,8 @@ BENCHES = {
     "can_bus_load": can_bus_load.measure,
     "closed_loop_can_speed": closed_loop_can_speed.measure,
     "multi_master_speed": multi_master_speed.measure,
+    "edge_bytes": edge_bytes.measure,
+    "edge_fleet": edge_fleet.measure,
 }
 
 

@@ -634,6 +634,45 @@ def estimate(
     console.print(f"estimate written to [bold]{out}[/]")
 
 
+# --- the data logger's files (docs/datalogger.md) -----------------------------------------------
+logger_app = typer.Typer(
+    help="The data logger's files (the BCU's MicroSD card).", no_args_is_help=True
+)
+app.add_typer(logger_app, name="logger")
+LOGGER_SKIPPED_SHOWN = 20  # skipped frames listed one by one
+
+
+@logger_app.command("export")
+def logger_export(
+    log_dir: Annotated[Path, typer.Argument(help="The data logger's directory (seg-*.cwlog).")],
+    out: Annotated[
+        Path, typer.Option("--out", help="File to write: .parquet or .csv (by the suffix).")
+    ],
+) -> None:
+    """Export every record of a data log to Parquet or CSV, skipping torn or corrupt frames."""
+    from cellwarden.edge.datalogger import export_log
+
+    try:
+        report = export_log(log_dir, out)
+    except (ValueError, OSError) as error:
+        raise _fail(error) from None
+    console.print(
+        f"exported {report.records} records from {report.segments} "
+        f"segment{'' if report.segments == 1 else 's'} to {out}; "
+        f"skipped {len(report.skipped)} torn/corrupt frames "
+        f"({report.torn} torn, {report.corrupt} corrupt)",
+        highlight=False, markup=False,
+    )  # fmt: skip
+    for frame in report.skipped[:LOGGER_SKIPPED_SHOWN]:
+        error_console.print(
+            f"skipped {frame.reason} frame: {frame.segment} at byte {frame.offset} "
+            f"({frame.size_bytes} bytes, {frame.detail})",
+            highlight=False, markup=False,
+        )  # fmt: skip
+    if len(report.skipped) > LOGGER_SKIPPED_SHOWN:
+        error_console.print(f"... and {len(report.skipped) - LOGGER_SKIPPED_SHOWN} more")
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 

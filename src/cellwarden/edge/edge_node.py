@@ -38,7 +38,7 @@ from cellwarden.telemetry.schema import PRIORITY, Kind, Priority, topic
 if TYPE_CHECKING:
     from cellwarden.edge.datalogger import DataLogger
 
-TICK_S = 1.0
+MAX_TICK_S = 5.0  # without a data logger the edge runs at least this often
 MAX_MESSAGES_IN_FLIGHT = 16
 GPS_POLL_S = 5.0  # the receiver is read (and geofences checked) this often
 MAX_UNSTORED = 10_000  # events held in memory while the queue cannot store them
@@ -64,6 +64,7 @@ class EdgeStats:
     not_stored: Counter = field(default_factory=Counter)
     messages_sent: int = 0
     commands: int = 0
+    tick_failures: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -107,7 +108,9 @@ class EdgeNode:
         self._due = dict.fromkeys(("summary_s", "cells_s", "position_s", "health_s"), 0.0)
         self._log_due = {"pack": 0.0, "cells": 0.0, "gps": 0.0}
         self._resume_s = {kind: queue.produced_until_s(kind) for kind in Kind}
-        self._unstored: list[tuple[Kind, float, dict[str, Any]]] = []
+        self._unstored: list[tuple[Kind, float, dict[str, Any]]] = []  # held by a disk error
+        self._pending: list[tuple[Kind, float, dict[str, Any]]] = []  # until the next commit
+        self._committed_s = 0.0
         self._radio: list[_Message] = []
         self._in_flight: dict[int, _Message] = {}
         self._seen_disconnects = 0
@@ -123,26 +126,49 @@ class EdgeNode:
              for f in spec.gps.geofences]
         )  # fmt: skip
         if queue.recovered:
+            self.stats.errors.append(queue.recovered)
             self._edge_event(0.0, "QUEUE_RECOVERED", queue.recovered)
 
     # --- the periodic task ------------------------------------------------------------------
+    @property
+    def tick_period_s(self) -> float:
+        """How often ``tick`` runs: the data logger's pack rate with a logger, otherwise the
+        fastest telemetry rate up to ``MAX_TICK_S`` (rates set faster later are held to it)."""
+        if self.logger is not None:
+            return self.spec.logger.pack_period_s
+        fastest = min(self.rates_s[name] for name in ("summary_s", "cells_s", "position_s"))
+        return min(fastest, MAX_TICK_S)
+
     def tick(self, now_s: float) -> None:
-        """Produce what is due, then move records towards the broker."""
+        """Produce what is due, then move records towards the broker.
+
+        The edge is not part of the protection: whatever goes wrong in it is recorded and the
+        BMS's tasks carry on (the next tick tries again).
+        """
         self._now_s = now_s
         if self._started_s is None:
             self._started_s = now_s
-        self._produce(now_s)
-        if self.uplink is not None:
-            self._link(now_s)
+        try:
+            self._produce(now_s)
+            if self.uplink is not None:
+                self._link(now_s)
+        except Exception as error:  # never let telemetry stop the BMS
+            self.stats.tick_failures += 1
+            message = f"edge tick failed at {now_s:.0f} s: {type(error).__name__}: {error}"
+            if message not in self.stats.errors[-5:]:
+                self.stats.errors.append(message)
 
     def _produce(self, now_s: float) -> None:
         items: list[tuple[Kind, float, dict[str, Any]]] = []
         for event in self.source.drain_events():
             items.append((Kind.EVENT, event["time_s"], event))
             self._log("event", event)
-        summary = self.source.summary(now_s)
-        if summary is not None and self._take_due("pack", now_s, self.spec.logger.pack_period_s,
-                                                  self._log_due):  # fmt: skip
+        log_pack = self.logger is not None and self._take_due(
+            "pack", now_s, self.spec.logger.pack_period_s, self._log_due
+        )
+        wanted = log_pack or now_s >= self._due["summary_s"]
+        summary = self.source.summary(now_s) if wanted else None
+        if summary is not None and log_pack:
             self._log("pack", summary)
         if summary is not None and self._take_due("summary_s", now_s):
             items.append((Kind.SUMMARY, now_s, summary))
@@ -166,11 +192,16 @@ class EdgeNode:
         if now_s < due[name]:
             return False
         period_s = self.rates_s[name] if period_s is None else period_s
-        due[name] = max(due[name] + period_s, now_s)
+        following = due[name] + period_s
+        due[name] = following if following > now_s else now_s + period_s  # re-anchor when late
         return True
 
     def _gps(self, now_s: float, items: list) -> None:
-        if self.gps is None or not self._take_due("gps", now_s, GPS_POLL_S, self._log_due):
+        # a vehicle's receiver is read every few seconds (geofences); a site's when a fix is due
+        poll_s = (
+            self.rates_s["position_s"] if self.gps is not None and self.gps.is_site else GPS_POLL_S
+        )
+        if self.gps is None or not self._take_due("gps", now_s, poll_s, self._log_due):
             return
         speed_kmh = 0.0
         if not self.gps.is_site:
@@ -212,18 +243,25 @@ class EdgeNode:
             "bytes_sent": self.link.bytes_sent,
         }
 
-    def _store(self, items: list[tuple[Kind, float, dict[str, Any]]]) -> None:
-        items = [*self._unstored, *items]
-        self._unstored = []
-        fresh = [item for item in items if item[1] > self._resume_s[item[0]]]
-        if not fresh:
+    def _store(self, items: list[tuple[Kind, float, dict[str, Any]]], force: bool = False) -> None:
+        """Records go to the queue in one transaction per ``queue_commit_s`` (flash wears with
+        every sync); events and replies, and whatever a disk error held back, go at once."""
+        self._pending += [item for item in items if item[1] > self._resume_s[item[0]]]
+        if not (self._pending or self._unstored):
             return
+        urgent = force or bool(self._unstored)
+        urgent = urgent or any(PRIORITY[kind] is Priority.KEEP for kind, _, _ in self._pending)
+        if not urgent and self._now_s - self._committed_s < self.spec.queue_commit_s:
+            return
+        batch = [*self._unstored, *self._pending]
+        self._unstored, self._pending = [], []
+        self._committed_s = self._now_s
         try:
-            self.queue.put(fresh)
+            self.queue.put(batch)
         except QueueError as error:
-            self._queue_error(str(error), fresh)
+            self._queue_error(str(error), batch)
             return
-        for kind, _, _ in fresh:
+        for kind, _, _ in batch:
             self.stats.produced[kind.value] += 1
 
     def _queue_error(self, message: str, items: list) -> None:
@@ -269,8 +307,10 @@ class EdgeNode:
         self._send_due(now_s, force=False)
 
     def _acks(self) -> None:
+        """Remove what the broker acknowledged since the last tick, in one transaction."""
         uplink = self.uplink
         assert uplink is not None
+        done: list[_Message] = []
         while uplink.acks:
             ack = uplink.acks.popleft()
             message = self._in_flight.pop(ack.mid, None)
@@ -283,15 +323,16 @@ class EdgeNode:
                 self.queue.release(message.seqs)
                 continue
             self.link.count(puback_bytes(), message.kind.value)
-            self._ack(message)
-
-    def _ack(self, message: _Message) -> None:
+            done.append(message)
+        if not done:
+            return
         try:
-            self.queue.ack(message.seqs)
+            self.queue.ack([seq for message in done for seq in message.seqs])
         except QueueError as error:
             self.stats.errors.append(str(error))
             return
-        self.stats.acknowledged[message.kind.value] += len(message.seqs)
+        for message in done:
+            self.stats.acknowledged[message.kind.value] += len(message.seqs)
 
     def _release_all(self) -> None:
         self.queue.release()
@@ -370,7 +411,7 @@ class EdgeNode:
         self.rates_s.update(rates_s)
         for name in rates_s:
             if name in self._due:
-                self._due[name] = self._now_s
+                self._due[name] = float("-inf")  # at the next tick, then at the new rate
         return dict(self.rates_s)
 
     def snapshot(self, now_s: float) -> dict[str, Any]:
@@ -393,7 +434,7 @@ class EdgeNode:
     # --- the end -----------------------------------------------------------------------------
     def finish(self, drain_wall_s: float = 10.0) -> None:
         """Send what is waiting (the link permitting), then go offline and close the files."""
-        self._store([])
+        self._store([], force=True)
         uplink = self.uplink
         if uplink is not None:
             deadline = time.monotonic() + drain_wall_s
@@ -431,6 +472,7 @@ class EdgeNode:
             "not_stored": dict(self.stats.not_stored),
             "messages_sent": self.stats.messages_sent,
             "commands": self.stats.commands,
+            "tick_failures": self.stats.tick_failures,
             "bytes_sent": self.link.bytes_sent,
             "bytes_by_kind": dict(self.link.bytes_by_kind),
             "bytes_per_30_days": self.link.bytes_sent * 30 * 86400 / elapsed_s,

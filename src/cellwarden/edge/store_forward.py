@@ -13,6 +13,7 @@ numbers continuing past every number the old file may have used.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -63,8 +64,15 @@ class StoreAndForward:
         self.path = self.directory / QUEUE_FILE
         self.max_bytes = max_bytes
         self.recovered: str | None = None  # what was wrong with a file set aside at start
-        self._inflight: dict[int, Kind] = {}
+        self._inflight: dict[int, tuple[Kind, float]] = {}
+        self._synchronous = "FULL" if durable else "NORMAL"
         self.db = self._open(durable)
+        # an index in memory of what waits (not in flight), per kind, oldest first
+        self._waiting: dict[Kind, dict[int, float]] = {kind: {} for kind in Kind}
+        for seq, kind, time_s in self.db.execute(
+            "SELECT seq, kind, time_s FROM records ORDER BY seq"
+        ):
+            self._waiting[Kind(kind)][seq] = time_s
         self._seq_limit = self._read_seq_file()
         next_seq = int(self._meta("next_seq", 1))
         if self.recovered is not None:
@@ -91,7 +99,7 @@ class StoreAndForward:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            db.execute(f"PRAGMA synchronous={self._synchronous}")
             check = db.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
                 raise sqlite3.DatabaseError(f"integrity check: {check}")
@@ -159,6 +167,8 @@ class StoreAndForward:
             ) from error
         self.next_seq = first + len(rows)
         self.stored_bytes += sum(row[5] for row in rows)
+        for row, (kind, _, _) in zip(rows, items, strict=True):
+            self._waiting[kind][row[0]] = row[3]
         if self.stored_bytes > self.max_bytes:
             self._thin()
         return [row[0] for row in rows]
@@ -169,30 +179,25 @@ class StoreAndForward:
 
     def take(self, kind: Kind, limit: int) -> list[QueuedRecord]:
         """Up to ``limit`` of the oldest records of ``kind`` not already on their way."""
+        waiting = self._waiting[kind]
+        seqs = list(itertools.islice(waiting, limit))
+        if not seqs:
+            return []
         rows = self.db.execute(
-            "SELECT seq, time_s, body FROM records WHERE kind = ? ORDER BY seq LIMIT ?",
-            (kind.value, limit + len(self._inflight)),
+            f"SELECT seq, time_s, body FROM records WHERE seq IN ({_marks(seqs)}) ORDER BY seq",
+            seqs,
         ).fetchall()
-        taken = [
-            QueuedRecord(seq, kind, time_s, cbor2.loads(body))
-            for seq, time_s, body in rows
-            if seq not in self._inflight
-        ][:limit]
-        self._inflight.update((r.seq, kind) for r in taken)
-        return taken
+        for seq in seqs:
+            self._inflight[seq] = (kind, waiting.pop(seq))
+        return [QueuedRecord(seq, kind, time_s, cbor2.loads(body)) for seq, time_s, body in rows]
 
     def oldest_time_s(self, kind: Kind) -> float | None:
         """Time of the oldest waiting (not in-flight) record of ``kind``."""
-        row = self.db.execute(
-            "SELECT seq, time_s FROM records WHERE kind = ? ORDER BY seq LIMIT ?",
-            (kind.value, len(self._inflight) + 1),
-        ).fetchall()
-        waiting = [time_s for seq, time_s in row if seq not in self._inflight]
-        return waiting[0] if waiting else None
+        return next(iter(self._waiting[kind].values()), None)
 
     def waiting(self, kind: Kind) -> int:
-        count = self.db.execute("SELECT COUNT(*) FROM records WHERE kind = ?", (kind.value,))
-        return int(count.fetchone()[0]) - sum(k is kind for k in self._inflight.values())
+        """Records of ``kind`` stored and not on their way."""
+        return len(self._waiting[kind])
 
     def ack(self, seqs: Iterable[int]) -> None:
         """The broker has the records: remove them."""
@@ -202,6 +207,9 @@ class StoreAndForward:
         if not seqs:
             return
         try:
+            # a removal lost to a power cut only sends the records again (the receiver drops
+            # them by sequence number): it need not wait for the disk
+            self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("BEGIN IMMEDIATE")
             freed = self.db.execute(
                 f"SELECT COALESCE(SUM(size), 0) FROM records WHERE seq IN ({_marks(seqs)})", seqs
@@ -213,19 +221,26 @@ class StoreAndForward:
             raise QueueError(
                 f"store-and-forward queue {self.path}: cannot remove ({error})"
             ) from error
+        finally:
+            self.db.execute(f"PRAGMA synchronous={self._synchronous}")
         self.stored_bytes -= int(freed)
 
     def release(self, seqs: Iterable[int] | None = None) -> None:
         """Records sent but not acknowledged (link lost) wait again; all when ``seqs`` is None."""
-        if seqs is None:
-            self._inflight.clear()
-            return
+        seqs = list(self._inflight) if seqs is None else list(seqs)
+        touched = set()
         for seq in seqs:
-            self._inflight.pop(seq, None)
+            entry = self._inflight.pop(seq, None)
+            if entry is not None:
+                self._waiting[entry[0]][seq] = entry[1]
+                touched.add(entry[0])
+        for kind in touched:  # back in sequence order
+            self._waiting[kind] = dict(sorted(self._waiting[kind].items()))
 
     @property
     def records(self) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM records").fetchone()[0])
+        """Records stored, waiting or in flight."""
+        return len(self._inflight) + sum(len(waiting) for waiting in self._waiting.values())
 
     def _thin(self) -> None:
         """Drop every other record of the oldest half of the most expendable class until the
@@ -261,6 +276,8 @@ class StoreAndForward:
             ) from error
         for kind, count in counts.items():
             self.dropped[kind] += count
+        for seq, kind, _ in victims:
+            self._waiting[Kind(kind)].pop(seq, None)
         self.stored_bytes -= sum(size for _, _, size in victims)
 
     def _set_meta(self, key: str, value: float) -> None:

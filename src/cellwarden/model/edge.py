@@ -75,6 +75,10 @@ class EdgeSpec(_Spec):
     )  # fmt: skip
     max_batch_records: int = Field(default=500, ge=1, le=10_000)
     queue_max_bytes: int = Field(default=32 * 1024 * 1024, ge=65536)
+    queue_commit_s: float = Field(
+        default=60.0, ge=0, le=3600,
+        description="records are synced to the queue this often (events and replies at once)",
+    )  # fmt: skip
     link: LinkSpec = LinkSpec()
     gps: GpsSpec = GpsSpec()
     logger: LoggerSpec = LoggerSpec()

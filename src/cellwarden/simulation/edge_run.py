@@ -15,7 +15,7 @@ from typing import Any
 from cellwarden.edge.bms_source import BmsTelemetry
 from cellwarden.edge.broker_url import BrokerUrl
 from cellwarden.edge.cellular_link import CellularLink
-from cellwarden.edge.edge_node import FIRMWARE_VERSION, TICK_S, EdgeNode
+from cellwarden.edge.edge_node import FIRMWARE_VERSION, EdgeNode
 from cellwarden.edge.mqtt_uplink import MqttUplink
 from cellwarden.edge.store_forward import StoreAndForward
 from cellwarden.model.edge import Outage
@@ -94,7 +94,7 @@ def build_edge(simulation: Simulation, options: EdgeOptions) -> EdgeNode:
         command_key=options.command_key,
         debug_json=options.debug_json,
     )
-    simulation.add_task(PeriodicTask("edge", TICK_S, node.tick))
+    simulation.add_task(PeriodicTask("edge", node.tick_period_s, node.tick))
     return node
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,19 @@ class Simulation:
         """Run to the end; ``progress`` shows a progress bar on the terminal; ``speed`` paces
         the simulated clock at that many times real time (default: as fast as possible)."""
         started = time.perf_counter()
+        bar = _ProgressBar(self.duration_s) if progress else None
+        for now_s in self.steps():
+            if speed is not None:
+                time.sleep(max(0.0, started + now_s / speed - time.perf_counter()))
+            if bar is not None:
+                bar.update(now_s)
+        if bar is not None:
+            bar.close()
+        return self.result(time.perf_counter() - started)
+
+    def steps(self) -> Iterator[float]:
+        """Run to the end, yielding the simulated time after every advance of the plant (a
+        caller may interleave many simulations on one thread); ``result`` afterwards."""
         total = round(self.duration_s / self.dt_s)
         tasks = [*self.controller.tasks(), *self._extra_tasks]
         task_periods = [self._ticks(task.period_s) for task in tasks]
@@ -134,7 +148,6 @@ class Simulation:
         segment = -1
         next_segment = 0
         tick = 0
-        bar = _ProgressBar(total * self.dt_s) if progress else None
         while True:
             while fault_index < len(faults) and fault_ticks[fault_index] <= tick:
                 fault = faults[fault_index]
@@ -167,19 +180,17 @@ class Simulation:
                 self.recorder.record()
                 next_log += log_period
             if tick >= total:
-                break
+                return
             upcoming = [next_log, next_segment, total, *next_task]
             if fault_index < len(faults):
                 upcoming.append(fault_ticks[fault_index])
             target = min(upcoming)
             self.plant.advance((target - tick) * self.dt_s)
             tick = target
-            if speed is not None:
-                time.sleep(max(0.0, started + tick * self.dt_s / speed - time.perf_counter()))
-            if bar is not None:
-                bar.update(tick * self.dt_s)
-        if bar is not None:
-            bar.close()
+            yield tick * self.dt_s
+
+    def result(self, wall_s: float) -> RunResult:
+        """Close the controller's buses and sum the run up (after ``steps`` has ended)."""
         close = getattr(self.controller, "close", None)
         if close is not None:
             close()
@@ -191,7 +202,7 @@ class Simulation:
             recorder=self.recorder,
             truth=self.truth,
             controller=self.controller,
-            wall_s=time.perf_counter() - started,
+            wall_s=wall_s,
         )
         result.summary = summarise(result)
         return result

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,8 +33,17 @@ ZSTD_LEVEL = 9
 Record = dict[str, Any]
 Batch = list[tuple[int, Record]]  # (sequence number, record)
 
-_compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
-_decompressor = zstandard.ZstdDecompressor()
+_contexts = threading.local()  # zstd contexts are not thread-safe: one pair per thread
+
+
+def _zstd() -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
+    pair = getattr(_contexts, "pair", None)
+    if pair is None:
+        pair = _contexts.pair = (
+            zstandard.ZstdCompressor(level=ZSTD_LEVEL),
+            zstandard.ZstdDecompressor(),
+        )
+    return pair
 
 
 class PayloadError(ValueError):
@@ -58,7 +68,7 @@ def encode(kind: Kind, batch: Batch, debug_json: bool = False) -> bytes:
     else:
         document["r"] = records
     body = cbor2.dumps(document)
-    packed = _compressor.compress(body)
+    packed = _zstd()[0].compress(body)
     return bytes([ZSTD]) + packed if len(packed) < len(body) else bytes([RAW]) + body
 
 
@@ -70,7 +80,7 @@ def decode(payload: bytes) -> tuple[Kind, Batch]:
         if payload[0] == JSON_START:
             return _decode_json(payload)
         if payload[0] == ZSTD:
-            body = _decompressor.decompress(payload[1:], max_output_size=MAX_DECODED_BYTES)
+            body = _zstd()[1].decompress(payload[1:], max_output_size=MAX_DECODED_BYTES)
         elif payload[0] == RAW:
             body = payload[1:]
         else:
