@@ -87,3 +87,24 @@ def test_without_a_key_nothing_is_authorised():
     assert (
         "no command key" in run(handler, {"id": "c", "cmd": "clear_faults", "auth": auth})["error"]
     )
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b'{"id": "x", "cmd": "snapshot", "args": ' + b"[" * 1500 + b"]" * 1500 + b"}", "nested"),
+        ('{"id": "x", "cmd": "clear_faults", "auth": "é"}'.encode(), "'auth'"),
+    ],
+)
+def test_hostile_commands_still_get_a_reply(payload, reason):
+    reply = CommandHandler("dev-1", Target(), key="k").handle(payload, 1.0)
+    assert reply["ok"] is False and reason in reply["error"]
+
+
+def test_a_failing_command_is_answered():
+    class Broken(Target):
+        def dtc_memory(self):
+            raise RuntimeError("event log unreadable")
+
+    reply = run(CommandHandler("dev-1", Broken()), {"id": "d", "cmd": "read_dtc"})
+    assert reply["ok"] is False and "event log unreadable" in reply["error"]

@@ -129,3 +129,30 @@ def test_an_unreadable_directory_is_a_clear_error(tmp_path):
     blocker.write_text("")
     with pytest.raises((OSError, sqlite3.Error)):
         StoreAndForward(blocker / "queue")
+
+
+def test_a_locked_queue_is_an_error_not_corruption(tmp_path):
+    queue = StoreAndForward(tmp_path)
+    queue.put([(Kind.EVENT, 1.0, record(1))])
+    queue.close()
+    holder = sqlite3.connect(tmp_path / QUEUE_FILE)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(QueueError, match="cannot be opened"):
+            StoreAndForward(tmp_path)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert not list(tmp_path.glob("*.corrupt-*"))
+    assert StoreAndForward(tmp_path).waiting(Kind.EVENT) == 1  # the backlog is still there
+
+
+def test_an_emptied_queue_file_never_reuses_numbers(tmp_path):
+    queue = StoreAndForward(tmp_path)
+    last = queue.put([(Kind.EVENT, t, record(t)) for t in range(20)])[-1]
+    queue.close()
+    for name in (QUEUE_FILE, QUEUE_FILE + "-wal", QUEUE_FILE + "-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    (tmp_path / QUEUE_FILE).write_bytes(b"")  # a valid, empty database without a counter
+    assert StoreAndForward(tmp_path).put([(Kind.EVENT, 0.0, {})])[0] > last

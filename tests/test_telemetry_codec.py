@@ -128,3 +128,17 @@ def test_topics_refuse_wildcards_and_parse_back():
 
 def test_every_columnar_kind_has_time_first():
     assert all(fields[0].name == "time_s" for fields in COLUMNS.values())
+
+
+def test_a_bomb_that_declares_its_size_is_refused_too():
+    body = b"\x00" * (64 * 1024 * 1024)
+    bomb = b"\x01" + zstandard.ZstdCompressor(write_content_size=True).compress(body)
+    with pytest.raises(codec.PayloadError, match="inflates beyond"):
+        codec.decode(bomb)
+
+
+def test_deeply_nested_json_and_boolean_sequence_numbers_are_refused():
+    with pytest.raises(codec.PayloadError, match="nested"):
+        codec.decode(b'{"a":' + b"[" * 5000 + b"]" * 5000 + b"}")
+    with pytest.raises(codec.PayloadError, match="seq"):
+        codec.decode(b'{"v":1,"kind":"event","records":[{"seq":true}]}')

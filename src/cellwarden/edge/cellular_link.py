@@ -50,11 +50,6 @@ class CellularLink:
     def up(self, now_s: float) -> bool:
         return not any(start <= now_s < end for start, end in self.windows)
 
-    def outage_end_s(self, now_s: float) -> float | None:
-        """When the window covering ``now_s`` ends (None when the link is up)."""
-        ends = [end for start, end in self.windows if start <= now_s < end]
-        return max(ends) if ends else None
-
     def carry(self, now_s: float, size_bytes: int, kind: str) -> float | None:
         """Arrival time of a message of ``size_bytes`` sent now, or None when it cannot go."""
         if not self.up(now_s):

@@ -15,12 +15,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 MAX_COMMAND_BYTES = 4096
+HEX = re.compile(r"[0-9a-fA-F]{1,128}")
 REMEMBERED_IDS = 1024
 RATE_LIMITS_S = {
     "summary_s": (1.0, 86400.0),
@@ -97,6 +99,9 @@ class CommandHandler:
             result = run(command, now_s)
         except CommandError as error:
             return {"time_s": now_s, "id": command_id, "ok": False, "error": str(error)}
+        except Exception as error:  # a reply, whatever happened: the cloud must hear of it
+            message = f"command failed: {type(error).__name__}: {error}"
+            return {"time_s": now_s, "id": command_id, "ok": False, "error": message[:300]}
         return {"time_s": now_s, "id": command_id, "cmd": command.cmd, "ok": True,
                 "result": result}  # fmt: skip
 
@@ -139,6 +144,8 @@ def parse(payload: bytes) -> Command:
         document = json.loads(payload)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CommandError(f"command is not JSON: {error}") from None
+    except RecursionError:
+        raise CommandError("command is nested too deeply") from None
     if not isinstance(document, dict):
         raise CommandError("command must be a JSON object")
     command_id, cmd = document.get("id"), document.get("cmd")
@@ -150,6 +157,6 @@ def parse(payload: bytes) -> Command:
     if not isinstance(args, dict):
         raise CommandError("command 'args' must be an object")
     auth = document.get("auth")
-    if auth is not None and not isinstance(auth, str):
+    if auth is not None and not (isinstance(auth, str) and HEX.fullmatch(auth)):
         raise CommandError("command 'auth' must be a hex string")
     return Command(command_id, cmd, args, auth)

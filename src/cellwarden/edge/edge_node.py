@@ -38,6 +38,7 @@ from cellwarden.telemetry.schema import PRIORITY, Kind, Priority, topic
 if TYPE_CHECKING:
     from cellwarden.edge.datalogger import DataLogger
 
+REFUSED_HOLD_S = 60.0  # after the broker refuses a publish, wait this long before sending again
 MAX_TICK_S = 5.0  # without a data logger the edge runs at least this often
 MAX_MESSAGES_IN_FLIGHT = 16
 GPS_POLL_S = 5.0  # the receiver is read (and geofences checked) this often
@@ -119,6 +120,7 @@ class EdgeNode:
         self._now_s = 0.0
         self._started_s: float | None = None
         self._queued_at_end: dict[str, int] = {}
+        self._hold_until_s = 0.0
         self.gps, self.gps_reader = _gps(spec.gps, sector, seed)
         self.fix = None
         self.geofences = GeofenceMonitor(
@@ -217,7 +219,7 @@ class EdgeNode:
             return
         for crossing in self.geofences.update(self.fix):
             event = {
-                "time_s": now_s, "source": "edge", "code": f"GEOFENCE_{crossing.kind.upper()}",
+                "time_s": now_s, "source": "gps", "code": f"GEOFENCE_{crossing.kind.upper()}",
                 "name": f"{crossing.kind} {crossing.fence}", "kind": "info", "value": None,
                 "action": "", "freeze_frame": {"distance_m": crossing.distance_m},
             }  # fmt: skip
@@ -246,7 +248,7 @@ class EdgeNode:
     def _store(self, items: list[tuple[Kind, float, dict[str, Any]]], force: bool = False) -> None:
         """Records go to the queue in one transaction per ``queue_commit_s`` (flash wears with
         every sync); events and replies, and whatever a disk error held back, go at once."""
-        self._pending += [item for item in items if item[1] > self._resume_s[item[0]]]
+        self._pending += [item for item in items if not self._reproduced(item)]
         if not (self._pending or self._unstored):
             return
         urgent = force or bool(self._unstored)
@@ -264,6 +266,14 @@ class EdgeNode:
         for kind, _, _ in batch:
             self.stats.produced[kind.value] += 1
 
+    def _reproduced(self, item: tuple[Kind, float, dict[str, Any]]) -> bool:
+        """A record the last run had already stored (after a restart the deterministic
+        simulation produces it again); replies and the edge's own events are never repeats."""
+        kind, time_s, record = item
+        if kind is Kind.REPLY or (kind is Kind.EVENT and record.get("source") == "edge"):
+            return False
+        return time_s <= self._resume_s[kind]
+
     def _queue_error(self, message: str, items: list) -> None:
         """Keep events and replies in memory to retry; count the rest as not stored."""
         if not self.stats.errors or self.stats.errors[-1] != message:
@@ -277,6 +287,11 @@ class EdgeNode:
     def _log(self, kind: str, record: dict[str, Any]) -> None:
         if self.logger is not None and record["time_s"] > self._resume_s[Kind.SUMMARY]:
             self.logger.append(kind, record["time_s"], record)
+
+    def _note(self, message: str) -> None:
+        """Keep a problem for the run's summary (once while it repeats)."""
+        if message not in self.stats.errors[-10:]:
+            self.stats.errors.append(message)
 
     def _edge_event(self, now_s: float, code: str, message: str) -> None:
         event = {"time_s": now_s, "source": "edge", "code": code, "name": message,
@@ -299,12 +314,16 @@ class EdgeNode:
         if uplink.connects != self._seen_connects:
             self._seen_connects = uplink.connects
             self._count_session()
+        for problem in (uplink.last_error, self.queue.last_error):
+            if problem:
+                self._note(problem)
         if not (up and uplink.connected):
             return
         self._commands(now_s)
         self._keepalive(now_s)
         self._transmit(now_s)
-        self._send_due(now_s, force=False)
+        if now_s >= self._hold_until_s:
+            self._send_due(now_s, force=False)
 
     def _acks(self) -> None:
         """Remove what the broker acknowledged since the last tick, in one transaction."""
@@ -317,10 +336,9 @@ class EdgeNode:
             if message is None:
                 continue  # status or subscription traffic
             if ack.refused is not None:
-                error = f"broker refused {message.topic}: {ack.refused}"
-                if error not in self.stats.errors:
-                    self.stats.errors.append(error)
+                self._note(f"broker refused {message.topic}: {ack.refused}")
                 self.queue.release(message.seqs)
+                self._hold_until_s = self._now_s + REFUSED_HOLD_S  # do not spend the link
                 continue
             self.link.count(puback_bytes(), message.kind.value)
             done.append(message)
@@ -396,11 +414,16 @@ class EdgeNode:
                 if not due and self.queue.waiting(kind) < limit:
                     break
                 records = self.queue.take(kind, limit)
-                batch = [(r.seq, r.record) for r in records]
-                payload = codec.encode(kind, batch, self.debug_json)
+                seqs = [r.seq for r in records]
+                try:
+                    payload = codec.encode(kind, [(r.seq, r.record) for r in records],
+                                           self.debug_json)  # fmt: skip
+                except (ValueError, TypeError) as error:
+                    self.queue.release(seqs)
+                    self._note(f"cannot encode {kind.value} records {seqs[0]}..: {error}")
+                    break
                 name = self._topics[kind]
                 arrival_s = self.link.carry(now_s, publish_bytes(name, len(payload)), kind.value)
-                seqs = [r.seq for r in records]
                 if arrival_s is None:
                     self.queue.release(seqs)
                     return
@@ -412,6 +435,8 @@ class EdgeNode:
         for name in rates_s:
             if name in self._due:
                 self._due[name] = float("-inf")  # at the next tick, then at the new rate
+        if "position_s" in rates_s:
+            self._log_due["gps"] = float("-inf")  # a site's receiver is read at that rate
         return dict(self.rates_s)
 
     def snapshot(self, now_s: float) -> dict[str, Any]:

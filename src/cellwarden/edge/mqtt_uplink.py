@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import json
 import ssl
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +64,7 @@ class MqttUplink:
         self.last_error: str | None = None
         self.connected = False
         self._started = False
+        self._stopping: threading.Thread | None = None
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=device_id,
@@ -87,7 +89,10 @@ class MqttUplink:
         return self._started
 
     def start(self) -> None:
-        """Connect in the background (retrying with back-off until ``stop``)."""
+        """Connect in the background (retrying with back-off until ``stop``); nothing happens
+        while the last connection's thread is still winding down (try again later)."""
+        if self._stopping is not None and self._stopping.is_alive():
+            return
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = SESSION_EXPIRY_S
         self.client.connect_async(
@@ -102,7 +107,9 @@ class MqttUplink:
         if not self._started:
             return
         self.client.disconnect(ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message"))
-        self.client.loop_stop()
+        # paho's thread may sit in a connect or a TLS handshake: let it end on its own
+        self._stopping = threading.Thread(target=self.client.loop_stop, daemon=True)
+        self._stopping.start()
         self._started = False
         self._lost()
 

@@ -38,7 +38,6 @@ CREATE TABLE IF NOT EXISTS records (
     body BLOB NOT NULL,
     size INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS records_by_kind ON records (kind, seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value REAL NOT NULL);
 """
 
@@ -64,9 +63,10 @@ class StoreAndForward:
         self.path = self.directory / QUEUE_FILE
         self.max_bytes = max_bytes
         self.recovered: str | None = None  # what was wrong with a file set aside at start
+        self.last_error: str | None = None
         self._inflight: dict[int, tuple[Kind, float]] = {}
         self._synchronous = "FULL" if durable else "NORMAL"
-        self.db = self._open(durable)
+        self.db = self._open()
         # an index in memory of what waits (not in flight), per kind, oldest first
         self._waiting: dict[Kind, dict[int, float]] = {kind: {} for kind in Kind}
         for seq, kind, time_s in self.db.execute(
@@ -74,28 +74,32 @@ class StoreAndForward:
         ):
             self._waiting[Kind(kind)][seq] = time_s
         self._seq_limit = self._read_seq_file()
-        next_seq = int(self._meta("next_seq", 1))
-        if self.recovered is not None:
-            next_seq = max(next_seq, self._seq_limit)
-        self.next_seq = next_seq
+        stored_next = self._meta("next_seq", 0)
+        # a file without its counter (set aside, emptied, replaced) continues past every number
+        # the side file says may have been used
+        self.next_seq = int(stored_next) if stored_next else max(1, self._seq_limit)
         self.stored_bytes = int(self.db.execute("SELECT COALESCE(SUM(size), 0) FROM records")
                                 .fetchone()[0])  # fmt: skip
         self.dropped: dict[str, int] = {
             kind.value: int(self._meta(f"dropped:{kind.value}", 0)) for kind in Kind
         }
 
-    def _open(self, durable: bool) -> sqlite3.Connection:
+    def _open(self) -> sqlite3.Connection:
         try:
-            return self._connect(durable)
+            return self._connect()
+        except sqlite3.OperationalError as error:  # locked, disk full, I/O: not corruption
+            raise QueueError(
+                f"store-and-forward queue {self.path} cannot be opened ({error})"
+            ) from error
         except sqlite3.DatabaseError as error:
             aside = self._set_aside()
             self.recovered = (
                 f"store-and-forward queue {self.path} was unreadable ({error}); "
                 f"moved to {aside.name} and a new queue started"
             )
-            return self._connect(durable)
+            return self._connect()
 
-    def _connect(self, durable: bool) -> sqlite3.Connection:
+    def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             db.execute("PRAGMA journal_mode=WAL")
@@ -170,7 +174,10 @@ class StoreAndForward:
         for row, (kind, _, _) in zip(rows, items, strict=True):
             self._waiting[kind][row[0]] = row[3]
         if self.stored_bytes > self.max_bytes:
-            self._thin()
+            try:
+                self._thin()
+            except QueueError as error:  # the records are stored: say so, thin next time
+                self.last_error = str(error)
         return [row[0] for row in rows]
 
     def produced_until_s(self, kind: Kind) -> float:

@@ -10,6 +10,7 @@ docs/telemetry.md describes the layout byte by byte.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import math
@@ -80,7 +81,7 @@ def decode(payload: bytes) -> tuple[Kind, Batch]:
         if payload[0] == JSON_START:
             return _decode_json(payload)
         if payload[0] == ZSTD:
-            body = _zstd()[1].decompress(payload[1:], max_output_size=MAX_DECODED_BYTES)
+            body = _inflate(payload[1:])
         elif payload[0] == RAW:
             body = payload[1:]
         else:
@@ -121,11 +122,22 @@ def _decode_document(document: Any) -> tuple[Kind, Batch]:
     return kind, list(zip(seqs, records, strict=True))
 
 
+def _inflate(packed: bytes) -> bytes:
+    """zstd-decompress, refusing output beyond MAX_DECODED_BYTES whatever the frame declares."""
+    reader = _zstd()[1].stream_reader(io.BytesIO(packed))
+    body = reader.read(MAX_DECODED_BYTES + 1)
+    if len(body) > MAX_DECODED_BYTES:
+        raise PayloadError(f"payload inflates beyond {MAX_DECODED_BYTES} bytes")
+    return body
+
+
 def _decode_json(payload: bytes) -> tuple[Kind, Batch]:
     try:
         document = json.loads(payload)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise PayloadError(f"JSON payload does not parse: {error}") from error
+    except RecursionError:
+        raise PayloadError("JSON payload is nested too deeply") from None
     if not isinstance(document, dict) or document.get("v") != SCHEMA_VERSION:
         raise PayloadError(f"JSON payload is not a schema {SCHEMA_VERSION} batch")
     try:
@@ -137,7 +149,8 @@ def _decode_json(payload: bytes) -> tuple[Kind, Batch]:
         raise PayloadError("'records' is not a list of 1.. records")
     batch: Batch = []
     for record in records:
-        if not isinstance(record, dict) or not isinstance(record.get("seq"), int):
+        seq = record.get("seq") if isinstance(record, dict) else None
+        if not isinstance(seq, int) or isinstance(seq, bool):
             raise PayloadError("a JSON record lacks its integer 'seq'")
         seq = record.pop("seq")
         batch.append((seq, record))
