@@ -107,7 +107,7 @@ class EdgeNode:
         self.commands = CommandHandler(device_id, self, command_key)
         self._topics = {kind: topic(fleet, device_id, kind.value) for kind in Kind}
         self._due = dict.fromkeys(("summary_s", "cells_s", "position_s", "health_s"), 0.0)
-        self._log_due = {"pack": 0.0, "cells": 0.0, "gps": 0.0}
+        self._local_due = {"pack": 0.0, "cells": 0.0, "gps": 0.0}  # logger and GPS polling
         self._resume_s = {kind: queue.produced_until_s(kind) for kind in Kind}
         self._unstored: list[tuple[Kind, float, dict[str, Any]]] = []  # held by a disk error
         self._pending: list[tuple[Kind, float, dict[str, Any]]] = []  # until the next commit
@@ -166,7 +166,7 @@ class EdgeNode:
             items.append((Kind.EVENT, event["time_s"], event))
             self._log("event", event)
         log_pack = self.logger is not None and self._take_due(
-            "pack", now_s, self.spec.logger.pack_period_s, self._log_due
+            "pack", now_s, self.spec.logger.pack_period_s, self._local_due
         )
         wanted = log_pack or now_s >= self._due["summary_s"]
         summary = self.source.summary(now_s) if wanted else None
@@ -179,7 +179,9 @@ class EdgeNode:
             cells = self.source.cells(now_s)
             if cells is not None:
                 items.append((Kind.CELLS, now_s, cells))
-        if self._take_due("cells", now_s, self.spec.logger.snapshot_period_s, self._log_due):
+        if self.logger is not None and self._take_due(
+            "cells", now_s, self.spec.logger.snapshot_period_s, self._local_due
+        ):
             cells = cells or self.source.cells(now_s)
             if cells is not None:
                 self._log("cells", cells)
@@ -203,7 +205,7 @@ class EdgeNode:
         poll_s = (
             self.rates_s["position_s"] if self.gps is not None and self.gps.is_site else GPS_POLL_S
         )
-        if self.gps is None or not self._take_due("gps", now_s, poll_s, self._log_due):
+        if self.gps is None or not self._take_due("gps", now_s, poll_s, self._local_due):
             return
         speed_kmh = 0.0
         if not self.gps.is_site:
@@ -436,7 +438,7 @@ class EdgeNode:
             if name in self._due:
                 self._due[name] = float("-inf")  # at the next tick, then at the new rate
         if "position_s" in rates_s:
-            self._log_due["gps"] = float("-inf")  # a site's receiver is read at that rate
+            self._local_due["gps"] = float("-inf")  # a site's receiver is read at that rate
         return dict(self.rates_s)
 
     def snapshot(self, now_s: float) -> dict[str, Any]:
