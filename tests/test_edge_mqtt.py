@@ -113,7 +113,7 @@ def edge_command(broker, queue: Path, outage: str) -> list[str]:
         sys.executable, "-m", "cellwarden.cli", "edge", "run", str(SCENARIO),
         "--broker", broker.url("dev-1", "pw-1", tls=True), "--ca", str(broker.tls_files.ca_file),
         "--device-id", "dev-1", "--fleet", "f", "--outage", outage, "--queue", str(queue),
-        "--json", "--drain", "30",
+        "--json", "--drain", "30", "--clock-epoch", "0",
     ]  # fmt: skip
 
 

@@ -156,3 +156,11 @@ def test_an_emptied_queue_file_never_reuses_numbers(tmp_path):
         (tmp_path / name).unlink(missing_ok=True)
     (tmp_path / QUEUE_FILE).write_bytes(b"")  # a valid, empty database without a counter
     assert StoreAndForward(tmp_path).put([(Kind.EVENT, 0.0, {})])[0] > last
+
+
+def test_the_record_clock_epoch_is_kept_across_restarts(tmp_path):
+    first = StoreAndForward(tmp_path, 1 << 20)
+    assert first.clock_epoch_s(1_700_000_000.0) == 1_700_000_000.0
+    first.close()
+    again = StoreAndForward(tmp_path, 1 << 20)
+    assert again.clock_epoch_s(1_800_000_000.0) == 1_700_000_000.0  # a restart keeps its times

@@ -225,6 +225,14 @@ def edge_run(
     drain: Annotated[
         float, typer.Option("--drain", min=0, help="Wall seconds to empty the queue at the end.")
     ] = 10.0,
+    clock_epoch: Annotated[
+        float | None,
+        typer.Option(
+            "--clock-epoch",
+            help="Unix time of the simulated clock's zero, added to record times (default: "
+            "the wall clock when the queue was first used; 0 keeps the simulated clock).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Run a scenario with its edge: summaries, cells, events, position and health into the
@@ -238,6 +246,7 @@ def edge_run(
             log_dir=log_dir, duration_s=duration, speed=speed,
             outages=[parse_outage(text) for text in outage or []], command_key=command_key,
             debug_json=debug_json, drain_wall_s=drain,
+            clock_epoch_s=clock_epoch,
         )  # fmt: skip
         summary = run_edge(spec, options)
     except (ConfigError, ValueError, OSError) as error:

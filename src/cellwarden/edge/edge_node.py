@@ -87,7 +87,10 @@ class EdgeNode:
         logger: DataLogger | None = None,
         command_key: str | None = None,
         debug_json: bool = False,
+        clock_epoch_s: float = 0.0,
     ) -> None:
+        """``clock_epoch_s`` is added to every record's time: the Unix time of the simulated
+        clock's zero, so that records carry the wall time a real device's clock would give."""
         self.source = source
         self.queue = queue
         self.link = link
@@ -108,7 +111,8 @@ class EdgeNode:
         self._topics = {kind: topic(fleet, device_id, kind.value) for kind in Kind}
         self._due = dict.fromkeys(("summary_s", "cells_s", "position_s", "health_s"), 0.0)
         self._local_due = {"pack": 0.0, "cells": 0.0, "gps": 0.0}  # logger and GPS polling
-        self._resume_s = {kind: queue.produced_until_s(kind) for kind in Kind}
+        self.clock_epoch_s = clock_epoch_s
+        self._resume_s = {kind: queue.produced_until_s(kind) - clock_epoch_s for kind in Kind}
         self._unstored: list[tuple[Kind, float, dict[str, Any]]] = []  # held by a disk error
         self._pending: list[tuple[Kind, float, dict[str, Any]]] = []  # until the next commit
         self._committed_s = 0.0
@@ -250,7 +254,12 @@ class EdgeNode:
     def _store(self, items: list[tuple[Kind, float, dict[str, Any]]], force: bool = False) -> None:
         """Records go to the queue in one transaction per ``queue_commit_s`` (flash wears with
         every sync); events and replies, and whatever a disk error held back, go at once."""
-        self._pending += [item for item in items if not self._reproduced(item)]
+        epoch_s = self.clock_epoch_s
+        self._pending += [
+            (kind, time_s + epoch_s, {**record, "time_s": record["time_s"] + epoch_s})
+            for kind, time_s, record in items
+            if not self._reproduced((kind, time_s, record))
+        ]
         if not (self._pending or self._unstored):
             return
         urgent = force or bool(self._unstored)

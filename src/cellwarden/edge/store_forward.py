@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import os
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -179,6 +180,16 @@ class StoreAndForward:
             except QueueError as error:  # the records are stored: say so, thin next time
                 self.last_error = str(error)
         return [row[0] for row in rows]
+
+    def clock_epoch_s(self, proposed_s: float) -> float:
+        """The record clock's epoch this queue was started with (``proposed_s`` the first
+        time), so that a restarted simulation stamps its records as the first run did."""
+        stored = self._meta("clock_epoch", math.nan)
+        if not math.isnan(stored):
+            return stored
+        with self.db:
+            self._set_meta("clock_epoch", proposed_s)
+        return proposed_s
 
     def produced_until_s(self, kind: Kind) -> float:
         """Time of the newest record of ``kind`` ever stored (-inf before the first)."""

@@ -8,6 +8,8 @@ is deterministic, so the device picks up where it stopped).
 
 from __future__ import annotations
 
+import time
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ class EdgeOptions:
     command_key: str | None = None
     debug_json: bool = False
     drain_wall_s: float = 10.0
+    clock_epoch_s: float | None = 0.0  # Unix time of the simulated clock's zero; None: now
 
 
 def parse_outage(text: str) -> Outage:
@@ -80,10 +83,11 @@ def build_edge(simulation: Simulation, options: EdgeOptions) -> EdgeNode:
             options.log_dir, segment_bytes=spec.logger.segment_bytes,
             max_bytes=spec.logger.max_bytes,
         )  # fmt: skip
+    queue = StoreAndForward(options.queue_dir, spec.queue_max_bytes)
     node = EdgeNode(
         BmsTelemetry.of(controller),
         spec,
-        StoreAndForward(options.queue_dir, spec.queue_max_bytes),
+        queue,
         CellularLink(spec.link, simulation.duration_s, scenario.seed),
         fleet=options.fleet,
         device_id=options.device_id,
@@ -93,6 +97,9 @@ def build_edge(simulation: Simulation, options: EdgeOptions) -> EdgeNode:
         logger=logger,
         command_key=options.command_key,
         debug_json=options.debug_json,
+        clock_epoch_s=queue.clock_epoch_s(
+            time.time() if options.clock_epoch_s is None else options.clock_epoch_s
+        ),
     )
     simulation.add_task(PeriodicTask("edge", node.tick_period_s, node.tick))
     return node

@@ -16,6 +16,8 @@ import json
 import math
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
 import cbor2
@@ -73,8 +75,42 @@ def encode(kind: Kind, batch: Batch, debug_json: bool = False) -> bytes:
     return bytes([ZSTD]) + packed if len(packed) < len(body) else bytes([RAW]) + body
 
 
+@dataclass
+class Frame:
+    """A decoded payload as arrays, for receivers that store columns (the cloud's ingest).
+
+    ``columns`` holds the columnar kinds' fields as float arrays (NaN where missing); a cells
+    batch holds ``time_s`` there and its integer matrices (records x cells, in units of
+    ``CELL_RESOLUTION``, ``CELL_MISSING`` where missing) in ``cells``, balancing as a bool
+    matrix; events and replies keep their records.
+    """
+
+    kind: Kind
+    seqs: np.ndarray
+    columns: dict[str, np.ndarray] = dataclass_field(default_factory=dict)
+    cells: dict[str, np.ndarray] = dataclass_field(default_factory=dict)
+    balancing: np.ndarray | None = None
+    records: list[Record] | None = None
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+
+CELL_MISSING = np.iinfo(np.int16).min  # a cell value with no reading, in ``Frame.cells``
+
+
 def decode(payload: bytes) -> tuple[Kind, Batch]:
     """The kind and (sequence, record) pairs of a payload; PayloadError when it is malformed."""
+    frame = decode_frame(payload)
+    seqs = frame.seqs.tolist()
+    if frame.records is not None:
+        return frame.kind, list(zip(seqs, frame.records, strict=True))
+    records = _cell_records(frame) if frame.kind is Kind.CELLS else _column_records(frame)
+    return frame.kind, list(zip(seqs, records, strict=True))
+
+
+def decode_frame(payload: bytes) -> Frame:
+    """A payload as arrays (see ``Frame``); PayloadError when it is malformed."""
     if not payload:
         raise PayloadError("empty payload")
     try:
@@ -94,7 +130,7 @@ def decode(payload: bytes) -> tuple[Kind, Batch]:
     return _decode_document(document)
 
 
-def _decode_document(document: Any) -> tuple[Kind, Batch]:
+def _decode_document(document: Any) -> Frame:
     if not isinstance(document, dict):
         raise PayloadError("payload is not a map")
     if document.get("v") != SCHEMA_VERSION:
@@ -103,23 +139,25 @@ def _decode_document(document: Any) -> tuple[Kind, Batch]:
         kind = Kind(document.get("k"))
     except ValueError:
         raise PayloadError(f"unknown record kind {document.get('k')!r}") from None
-    seqs = _integrate(_int_list(document.get("s"), "s"))
+    seqs = np.cumsum(_ints(document.get("s"), "s"))
     if not 0 < len(seqs) <= MAX_RECORDS:
         raise PayloadError(f"a batch holds 1..{MAX_RECORDS} records, not {len(seqs)}")
+    frame = Frame(kind, seqs)
     try:
         if kind in COLUMNS:
-            records = _decode_columns(kind, document, len(seqs))
+            frame.columns = _decode_columns(kind, document, len(seqs))
         elif kind is Kind.CELLS:
-            records = _decode_cells(document, len(seqs))
+            _decode_cells(frame, document)
         else:
             records = document.get("r")
             if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
                 raise PayloadError("'r' is not a list of records")
+            if len(records) != len(seqs):
+                raise PayloadError(f"{len(seqs)} sequence numbers for {len(records)} records")
+            frame.records = records
     except (KeyError, TypeError, IndexError, OverflowError) as error:
         raise PayloadError(f"{kind.value} payload is malformed: {error!r}") from error
-    if len(records) != len(seqs):
-        raise PayloadError(f"{len(seqs)} sequence numbers for {len(records)} records")
-    return kind, list(zip(seqs, records, strict=True))
+    return frame
 
 
 def _inflate(packed: bytes) -> bytes:
@@ -131,7 +169,7 @@ def _inflate(packed: bytes) -> bytes:
     return body
 
 
-def _decode_json(payload: bytes) -> tuple[Kind, Batch]:
+def _decode_json(payload: bytes) -> Frame:
     try:
         document = json.loads(payload)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -147,14 +185,55 @@ def _decode_json(payload: bytes) -> tuple[Kind, Batch]:
     records = document.get("records")
     if not isinstance(records, list) or not 0 < len(records) <= MAX_RECORDS:
         raise PayloadError("'records' is not a list of 1.. records")
-    batch: Batch = []
+    seqs = []
     for record in records:
         seq = record.get("seq") if isinstance(record, dict) else None
         if not isinstance(seq, int) or isinstance(seq, bool):
             raise PayloadError("a JSON record lacks its integer 'seq'")
-        seq = record.pop("seq")
-        batch.append((seq, record))
-    return kind, batch
+        seqs.append(record.pop("seq"))
+    return _frame_of_records(kind, np.array(seqs, dtype=np.int64), records)
+
+
+def _frame_of_records(kind: Kind, seqs: np.ndarray, records: list[Record]) -> Frame:
+    """A frame from records in engineering units (the JSON debug form)."""
+    frame = Frame(kind, seqs, records=records)
+    try:
+        if kind in COLUMNS:
+            frame.columns = {
+                f.name: np.array([_number(r.get(f.name)) for r in records], dtype=float)
+                for f in COLUMNS[kind]
+            }
+        elif kind is Kind.CELLS:
+            frame.columns = {"time_s": np.array([float(r["time_s"]) for r in records])}
+            for name, resolution in CELL_RESOLUTION.items():
+                matrix = np.array([r[name] for r in records], dtype=float)
+                frame.cells[name] = _cell_ints(matrix, resolution)
+            if all("balancing" in r for r in records):
+                frame.balancing = np.array([r["balancing"] for r in records], dtype=bool)
+    except (KeyError, TypeError, ValueError) as error:
+        raise PayloadError(f"JSON {kind.value} records are malformed: {error!r}") from error
+    if frame.cells and len({m.shape for m in frame.cells.values()}) != 1:
+        raise PayloadError("JSON cells records differ in their cell counts")
+    return frame
+
+
+def _number(value: Any) -> float:
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{value!r} is not a number")
+    return float(value)
+
+
+def _cell_ints(matrix: np.ndarray, resolution: float) -> np.ndarray:
+    """Cell values in units of ``resolution`` as int16, ``CELL_MISSING`` where NaN."""
+    if matrix.ndim != 2:
+        raise ValueError("cell values must be one array per record")
+    scaled = np.round(matrix / resolution)
+    limit = np.iinfo(np.int16).max
+    if np.any(np.abs(scaled[~np.isnan(scaled)]) > limit):
+        raise ValueError("a cell value is out of range")
+    return np.where(np.isnan(scaled), CELL_MISSING, scaled).astype(np.int16)
 
 
 def _encode_columns(kind: Kind, records: Sequence[Record]) -> dict[str, Any]:
@@ -172,21 +251,32 @@ def _encode_columns(kind: Kind, records: Sequence[Record]) -> dict[str, Any]:
     return document
 
 
-def _decode_columns(kind: Kind, document: dict[str, Any], count: int) -> list[Record]:
+def _decode_columns(kind: Kind, document: dict[str, Any], count: int) -> dict[str, np.ndarray]:
     columns, missing = document["c"], document.get("m", {})
     fields = COLUMNS[kind]
     if not isinstance(columns, list) or len(columns) != len(fields):
         raise PayloadError(f"'c' must hold the {len(fields)} columns of a {kind.value} record")
     if not isinstance(missing, dict):
         raise PayloadError("'m' must be a map")
-    records: list[Record] = [{} for _ in range(count)]
+    out: dict[str, np.ndarray] = {}
     for index, field in enumerate(fields):
-        values = _integrate(_int_list(columns[index], field.name))
+        values = np.cumsum(_ints(columns[index], field.name)) * float(field.resolution)
         if len(values) != count:
             raise PayloadError(f"column {field.name} has {len(values)} values, not {count}")
-        gaps = set(_int_list(missing.get(index, []), field.name))
-        for row, value in enumerate(values):
-            records[row][field.name] = _scale(value, field.resolution, row in gaps)
+        gaps = _ints(missing.get(index, []), field.name)
+        if np.any((gaps < 0) | (gaps >= count)):
+            raise PayloadError(f"missing rows of {field.name} point outside the batch")
+        values[gaps] = np.nan
+        out[field.name] = values
+    return out
+
+
+def _column_records(frame: Frame) -> list[Record]:
+    fields = COLUMNS[frame.kind]
+    records: list[Record] = [{} for _ in range(len(frame))]
+    for field in fields:
+        for record, value in zip(records, frame.columns[field.name].tolist(), strict=True):
+            record[field.name] = _scale(value, field.resolution)
     return records
 
 
@@ -211,28 +301,31 @@ def _encode_cells(records: Sequence[Record]) -> dict[str, Any]:
     return document
 
 
-def _decode_cells(document: dict[str, Any], count: int) -> list[Record]:
+def _decode_cells(frame: Frame, document: dict[str, Any]) -> None:
+    count = len(frame)
     cells = document["n"]
     if not isinstance(cells, int) or not 0 < cells <= 100_000:
         raise PayloadError("'n' must be the cell count")
-    times = _integrate(_int_list(document["t"], "t"))
+    times = np.cumsum(_ints(document["t"], "t"))
     if len(times) != count:
         raise PayloadError(f"{len(times)} times for {count} cell records")
-    records: list[Record] = [{"time_s": t * 0.1} for t in times]
-    for name, resolution in CELL_RESOLUTION.items():
-        flat = np.array(_int_list(document[name], name), dtype=np.int64)
+    frame.columns = {"time_s": np.round(times * 0.1, 1)}
+    for name in CELL_RESOLUTION:
+        flat = _ints(document[name], name)
         if flat.size != count * cells:
             raise PayloadError(f"'{name}' holds {flat.size} values, not {count} x {cells}")
         deltas = flat.reshape(count, cells)
         deltas[0] = np.cumsum(deltas[0])
-        values = np.cumsum(deltas, axis=0) * resolution
-        missing = _int_list(document.get(f"{name}_missing", []), name)
-        flat_values = values.ravel()
-        if any(not 0 <= i < flat_values.size for i in missing):
+        values = np.cumsum(deltas, axis=0)
+        limit = np.iinfo(np.int16).max
+        if values.size and np.abs(values).max() > limit:
+            raise PayloadError(f"'{name}' holds values beyond the schema's range")
+        missing = _ints(document.get(f"{name}_missing", []), name)
+        if np.any((missing < 0) | (missing >= values.size)):
             raise PayloadError(f"'{name}_missing' points outside the cells")
-        flat_values[missing] = np.nan
-        for index, record in enumerate(records):
-            record[name] = values[index].tolist()
+        values = values.astype(np.int16)
+        values.ravel()[missing] = CELL_MISSING
+        frame.cells[name] = values
     packed = document.get("balancing")
     if packed is not None:
         row_bytes = (cells + 7) // 8
@@ -241,8 +334,19 @@ def _decode_cells(document: dict[str, Any], count: int) -> list[Record]:
         bits = np.unpackbits(
             np.frombuffer(packed, dtype=np.uint8).reshape(count, row_bytes), axis=1
         )
-        for index, record in enumerate(records):
-            record["balancing"] = bits[index, :cells].astype(bool).tolist()
+        frame.balancing = bits[:, :cells].astype(bool)
+
+
+def _cell_records(frame: Frame) -> list[Record]:
+    records: list[Record] = [{"time_s": t} for t in frame.columns["time_s"].tolist()]
+    for name, resolution in CELL_RESOLUTION.items():
+        ints = frame.cells[name]
+        values = np.where(ints == CELL_MISSING, np.nan, ints * resolution)
+        for record, row in zip(records, np.round(values, 6).tolist(), strict=True):
+            record[name] = row
+    if frame.balancing is not None:
+        for record, row in zip(records, frame.balancing.tolist(), strict=True):
+            record["balancing"] = row
     return records
 
 
@@ -261,34 +365,28 @@ def _quantise(values: Sequence[Any], resolution: float) -> tuple[list[int], list
     return out, gaps
 
 
-def _scale(value: int, resolution: float, missing: bool) -> float | int | None:
-    if missing:
+def _scale(value: float, resolution: float) -> float | int | None:
+    if math.isnan(value):
         return None
     if resolution == 1:
-        return value
-    return round(value * resolution, 10)
+        return round(value)
+    return round(value, 10)
 
 
 def _deltas(values: Sequence[int]) -> list[int]:
     return [values[0], *(b - a for a, b in itertools.pairwise(values))]
 
 
-def _integrate(deltas: Sequence[int]) -> list[int]:
-    total, out = 0, []
-    for delta in deltas:
-        total += delta
-        out.append(total)
-    return out
-
-
-def _int_list(value: Any, name: str) -> list[int]:
-    if not isinstance(value, list) or not all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
-    ):
+def _ints(value: Any, name: str) -> np.ndarray:
+    """A CBOR list of integers as an int64 array; PayloadError for anything else."""
+    if not isinstance(value, list):
         raise PayloadError(f"'{name}' must be a list of integers")
     if len(value) > MAX_RECORDS * 1000:
         raise PayloadError(f"'{name}' is too long")
-    return value
+    array = np.array(value) if value else np.zeros(0, dtype=np.int64)
+    if array.dtype.kind != "i" or array.ndim != 1:
+        raise PayloadError(f"'{name}' must be a list of integers")
+    return array.astype(np.int64, copy=False)
 
 
 def _json_default(value: Any) -> Any:
