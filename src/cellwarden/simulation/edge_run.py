@@ -9,7 +9,6 @@ is deterministic, so the device picks up where it stopped).
 from __future__ import annotations
 
 import time
-
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
