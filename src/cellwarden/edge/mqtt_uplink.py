@@ -20,7 +20,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from cellwarden.edge.broker_url import BrokerUrl
+from cellwarden.telemetry.broker_url import BrokerUrl
 from cellwarden.telemetry.schema import COMMAND, SCHEMA_VERSION, STATUS, topic
 
 SESSION_EXPIRY_S = 7 * 86400  # the broker keeps the session (and queued commands) this long

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cellwarden.edge.bms_source import BmsTelemetry
-from cellwarden.edge.broker_url import BrokerUrl
+from cellwarden.telemetry.broker_url import BrokerUrl
 from cellwarden.edge.cellular_link import CellularLink
 from cellwarden.edge.edge_node import FIRMWARE_VERSION, EdgeNode
 from cellwarden.edge.mqtt_uplink import MqttUplink

@@ -1,0 +1,1 @@
+"""Storage behind one interface: SQLite embedded by default, PostgreSQL when configured."""

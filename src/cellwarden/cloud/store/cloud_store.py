@@ -1,0 +1,35 @@
+"""The storage facade the rest of the cloud uses: one object per database URL."""
+
+from __future__ import annotations
+
+from cellwarden.cloud.store.database import Database, StoreError, open_database
+from cellwarden.cloud.store.migrations import LATEST, current_version, migrate
+from cellwarden.cloud.store.registry import Registry
+from cellwarden.cloud.store.telemetry_writer import TelemetryWriter
+
+
+class CloudStore:
+    """Registry, telemetry writes and history reads over one database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.registry = Registry(db)
+        self.writer = TelemetryWriter(db)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def open_store(url: str, *, upgrade: bool = True) -> CloudStore:
+    """The store at ``url``, migrated to this code's schema (or checked to be, when
+    ``upgrade`` is false: ingest workers leave migrations to ``cloud serve``)."""
+    db = open_database(url)
+    if upgrade:
+        migrate(db)
+    elif (version := current_version(db)) != LATEST:
+        db.close()
+        raise StoreError(
+            f"the database is at schema version {version}, this cellwarden needs {LATEST}: "
+            "run `cellwarden cloud migrate` (or `cloud serve`) first"
+        )
+    return CloudStore(db)

@@ -1,0 +1,126 @@
+"""One database connection per thread, whatever the engine: SQLite (WAL) or PostgreSQL.
+
+SQL in this package is written once with ``?`` placeholders and the portable subset both
+engines share (``ON CONFLICT``, ``RETURNING``); a ``Dialect`` supplies what differs: the
+connection, column types, bulk loading and time partitions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+from cellwarden.model.errors import ConfigError
+
+
+class StoreError(RuntimeError):
+    """A storage failure that names what went wrong (unreachable server, newer schema, ...)."""
+
+
+class Dialect(Protocol):
+    """What differs between the engines."""
+
+    name: str
+    blob: str  # column type of byte strings
+    real: str  # column type of floats
+    serial_key: str  # an auto-numbered integer primary key
+    partitioned: bool  # telemetry tables are time-partitioned
+
+    telemetry_key: tuple[str, ...]  # the unique key of a telemetry row
+
+    def connect(self) -> Any: ...
+
+    def begin(self, connection: Any) -> None:
+        """Start a write transaction (taking the write lock at once where that matters)."""
+        ...
+
+    def sql(self, text: str) -> str:
+        """``text`` with its ``?`` placeholders in the driver's style."""
+        ...
+
+    def bulk_insert(
+        self, connection: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+        conflict: Sequence[str],
+    ) -> int:
+        """Insert ``rows`` skipping those whose ``conflict`` key exists; how many went in."""
+        ...
+
+    def prepare_partitions(self, connection: Any, table: str, times_s: Sequence[float]) -> None:
+        """Make sure the partitions holding ``times_s`` exist (no-op without partitions)."""
+        ...
+
+    def drop_before(self, connection: Any, table: str, before_s: float) -> int:
+        """Delete rows older than ``before_s`` (whole partitions where there are any)."""
+        ...
+
+
+class Database:
+    """Connections (one per thread) and transactions over a ``Dialect``."""
+
+    def __init__(self, dialect: Dialect, url: str) -> None:
+        self.dialect = dialect
+        self.url = url
+        self._local = threading.local()
+        self._all: list[Any] = []
+        self._lock = threading.Lock()
+
+    @property
+    def connection(self) -> Any:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = self.dialect.connect()
+            with self._lock:
+                self._all.append(connection)
+        return connection
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """A transaction on this thread's connection, committed or rolled back as a whole."""
+        connection = self.connection
+        self.dialect.begin(connection)
+        try:
+            yield connection
+        except BaseException:
+            connection.rollback()
+            raise
+        connection.commit()
+
+    def execute(self, text: str, parameters: Sequence[Any] = ()) -> Any:
+        """Run one statement on this thread's connection (inside the caller's transaction)."""
+        return self.connection.execute(self.dialect.sql(text), tuple(parameters))
+
+    def executemany(self, text: str, rows: Sequence[Sequence[Any]]) -> None:
+        cursor = self.connection.cursor()
+        cursor.executemany(self.dialect.sql(text), rows)
+
+    def query(self, text: str, parameters: Sequence[Any] = ()) -> list[tuple]:
+        """Rows of a read, ending the read transaction so that no snapshot is held."""
+        rows = self.execute(text, parameters).fetchall()
+        self.connection.commit()
+        return rows
+
+    def close(self) -> None:
+        with self._lock:
+            for connection in self._all:
+                with contextlib.suppress(Exception):
+                    connection.close()
+            self._all.clear()
+        self._local = threading.local()
+
+
+def open_database(url: str) -> Database:
+    """``sqlite:///path.db`` (or a plain path) or ``postgresql://...``; ConfigError otherwise."""
+    if url.startswith(("postgresql://", "postgres://")):
+        from cellwarden.cloud.store.postgres_dialect import PostgresDialect
+
+        return Database(PostgresDialect(url), url)
+    path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
+    if "://" in path:
+        raise ConfigError(
+            f"database URL {url!r}: use sqlite:///PATH (or a path) or postgresql://..."
+        )
+    from cellwarden.cloud.store.sqlite_dialect import SqliteDialect
+
+    return Database(SqliteDialect(path), url)

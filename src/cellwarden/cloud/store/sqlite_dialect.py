@@ -1,0 +1,67 @@
+"""SQLite, embedded: one file in WAL mode, readers never wait for the writer."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cellwarden.cloud.store.database import StoreError
+
+BUSY_TIMEOUT_S = 30.0  # writers of several ingest processes take turns
+
+
+class SqliteDialect:
+    name = "sqlite"
+    blob = "BLOB"
+    real = "REAL"
+    serial_key = "INTEGER PRIMARY KEY AUTOINCREMENT"
+    partitioned = False
+    telemetry_key = ("pack_id", "seq")
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def connect(self) -> sqlite3.Connection:
+        if self.path.parent and not self.path.parent.exists():
+            raise StoreError(f"database folder {self.path.parent} does not exist")
+        try:
+            connection = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_S, check_same_thread=False
+            )
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")  # durable at each checkpoint
+            connection.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"{self.path} is not a usable SQLite database: {error}") from error
+        return connection
+
+    def begin(self, connection: sqlite3.Connection) -> None:
+        if connection.in_transaction:
+            connection.commit()
+        connection.execute("BEGIN IMMEDIATE")  # a deferred writer can fail without waiting
+
+    def sql(self, text: str) -> str:
+        return text
+
+    def bulk_insert(
+        self, connection: sqlite3.Connection, table: str, columns: Sequence[str],
+        rows: Sequence[Sequence[Any]], conflict: Sequence[str],
+    ) -> int:  # fmt: skip
+        if not rows:
+            return 0
+        marks = ", ".join("?" * len(columns))
+        before = connection.total_changes
+        connection.executemany(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
+            f"ON CONFLICT ({', '.join(conflict)}) DO NOTHING",
+            rows,
+        )
+        return connection.total_changes - before
+
+    def prepare_partitions(self, connection: Any, table: str, times_s: Sequence[float]) -> None:
+        return None
+
+    def drop_before(self, connection: sqlite3.Connection, table: str, before_s: float) -> int:
+        return connection.execute(f"DELETE FROM {table} WHERE time_s < ?", (before_s,)).rowcount
