@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cellwarden.cloud.store.database import Database, StoreError, open_database
+from cellwarden.cloud.store.ingest_log import IngestLog
 from cellwarden.cloud.store.migrations import LATEST, current_version, migrate
 from cellwarden.cloud.store.registry import Registry
 from cellwarden.cloud.store.telemetry_writer import TelemetryWriter
@@ -15,6 +16,7 @@ class CloudStore:
         self.db = db
         self.registry = Registry(db)
         self.writer = TelemetryWriter(db)
+        self.ingest_log = IngestLog(db)
 
     def close(self) -> None:
         self.db.close()

@@ -78,9 +78,7 @@ class Registry:
             raise RegistryError(
                 f"fleet {name!r}: use 1-64 letters, digits, '_', '-' or '.' (it is a topic level)"
             )
-        return self._insert(
-            "fleets", {"org_id": org_id, "name": name, "created_s": time.time()}
-        )
+        return self._insert("fleets", {"org_id": org_id, "name": name, "created_s": time.time()})
 
     def fleet(self, name: str) -> tuple[int, int]:
         """(fleet id, organisation id) of a fleet name."""

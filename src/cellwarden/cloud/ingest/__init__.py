@@ -1,0 +1,1 @@
+"""MQTT ingest: shared-subscription workers that validate, store and acknowledge telemetry."""
