@@ -6,7 +6,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 DEMO_SCENARIO ?= escooter-13s-urban
 
-.PHONY: setup demo test bench lint format clean
+.PHONY: setup demo demo-fleet test bench lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ setup: $(STAMP)
 
 demo: setup
 	$(VENV)/bin/cellwarden simulate $(DEMO_SCENARIO) --duration 14400 --out out/demo
+
+# a small mixed fleet, its edges on a local broker and the cloud; prints the dashboard's address
+demo-fleet: setup
+	$(VENV)/bin/cellwarden cloud demo
 
 test: setup
 	$(PY) -m pytest -n 2

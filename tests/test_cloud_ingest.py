@@ -153,3 +153,26 @@ def test_a_worker_killed_mid_stream_loses_and_duplicates_nothing(store, tmp_path
     assert rows[0] == (total, total, 0, total - 1)  # no loss, no duplicate
     counters = store.ingest_log.counters()
     assert all(c["accepted"] > 0 for c in counters.values())  # the group split the load
+
+
+def test_a_redelivered_trip_after_its_clear_raises_no_new_alarm(store):
+    from cellwarden.cloud.alarms.engine import AlarmEngine
+    from cellwarden.cloud.alarms.rules import AlarmRule
+
+    engine = AlarmEngine(store.db)
+    engine.add_rule(1, AlarmRule.model_validate(
+        {"name": "trips", "condition": {"kind": "dtc"}}))  # fmt: skip
+    clock = iter(NOW_S + second for second in range(100))
+    worker = IngestWorker(store, "w1", on_stored=engine.evaluate, clock=lambda: next(clock))
+    trip = {"time_s": EPOCH_S, "source": "pack", "code": "B1101", "kind": "trip",
+            "value": 3.71, "action": "open"}  # fmt: skip
+    clear = trip | {"time_s": EPOCH_S + 60, "kind": "clear", "value": None, "action": ""}
+    trip_message = message("cw/fleet-a/dev-1/event", payload(Kind.EVENT, [(5, trip)]))
+    worker.process([trip_message])
+    worker.process([message("cw/fleet-a/dev-1/event", payload(Kind.EVENT, [(6, clear)]))])
+    worker.process([trip_message])  # QoS 1 redelivery of the old trip
+    alarms = engine.list_alarms([1])["items"]
+    assert [(a["code"], a["state"], a["cleared_by"]) for a in alarms] == [
+        ("B1101", "cleared", "system")
+    ]
+    assert worker.counters.duplicates == 1

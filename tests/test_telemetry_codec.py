@@ -142,3 +142,23 @@ def test_deeply_nested_json_and_boolean_sequence_numbers_are_refused():
         codec.decode(b'{"a":' + b"[" * 5000 + b"]" * 5000 + b"}")
     with pytest.raises(codec.PayloadError, match="seq"):
         codec.decode(b'{"v":1,"kind":"event","records":[{"seq":true}]}')
+
+
+def test_schema_1_cells_with_integer_arrays_still_decode():
+    import cbor2
+
+    # two records of three cells as a schema 1 device sent them: CBOR integer arrays
+    document = {"v": 1, "k": "cells", "s": [7, 1], "t": [100, 600], "n": 3,
+                "voltage_v": [3300, 10, -20, 1, 0, 5], "temp_c": [250, 0, 0, 0, 0, 0]}  # fmt: skip
+    kind, batch = codec.decode(b"\x00" + cbor2.dumps(document))
+    assert kind is Kind.CELLS
+    assert [seq for seq, _ in batch] == [7, 8]
+    assert batch[0][1]["voltage_v"] == pytest.approx([3.300, 3.310, 3.290])
+    assert batch[1][1]["voltage_v"] == pytest.approx([3.301, 3.310, 3.295])
+    assert batch[1][1]["time_s"] == pytest.approx(70.0)
+
+
+def test_packed_cells_fall_back_to_int32_when_a_difference_is_large():
+    batch = [(0, {"time_s": 0.0, "voltage_v": [-30.0, 30.0], "temp_c": [-40.0, 150.0]})]
+    _, decoded = codec.decode(codec.encode(Kind.CELLS, batch))
+    assert decoded[0][1]["voltage_v"] == pytest.approx([-30.0, 30.0])  # a 60 000 mV step

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from cellwarden.cli_cloud import cloud_app
+from cellwarden.cli_output import console, error_console
+from cellwarden.cli_output import fail as _fail
 from cellwarden.model.errors import ConfigError
 
 app = typer.Typer(
@@ -20,16 +22,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-error_console = Console(stderr=True)
 
 PROGRESS_THRESHOLD_S = 600.0
 CONSOLE_POLL_S = 0.1  # simulated seconds between serial console polls
-
-
-def _fail(error: Exception) -> typer.Exit:
-    error_console.print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
-    return typer.Exit(code=2)
 
 
 def _scenario(name_or_path: str):
@@ -171,6 +166,7 @@ edge_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(edge_app, name="edge")
+app.add_typer(cloud_app, name="cloud")
 
 
 @edge_app.command("run")

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from cellwarden.edge.bms_source import BmsTelemetry
-from cellwarden.telemetry.broker_url import BrokerUrl
 from cellwarden.edge.cellular_link import CellularLink
 from cellwarden.edge.edge_node import FIRMWARE_VERSION, EdgeNode
 from cellwarden.edge.mqtt_uplink import MqttUplink
@@ -24,6 +23,7 @@ from cellwarden.model.errors import ConfigError
 from cellwarden.model.scenario import Scenario
 from cellwarden.simulation.controller import PeriodicTask
 from cellwarden.simulation.runner import Simulation
+from cellwarden.telemetry.broker_url import BrokerUrl
 
 
 @dataclass

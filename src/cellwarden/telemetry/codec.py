@@ -24,7 +24,13 @@ import cbor2
 import numpy as np
 import zstandard
 
-from cellwarden.telemetry.schema import CELL_RESOLUTION, COLUMNS, SCHEMA_VERSION, Kind
+from cellwarden.telemetry.schema import (
+    CELL_RESOLUTION,
+    COLUMNS,
+    READABLE_VERSIONS,
+    SCHEMA_VERSION,
+    Kind,
+)
 
 RAW = 0x00  # CBOR follows
 ZSTD = 0x01  # zstd-compressed CBOR follows
@@ -133,8 +139,9 @@ def decode_frame(payload: bytes) -> Frame:
 def _decode_document(document: Any) -> Frame:
     if not isinstance(document, dict):
         raise PayloadError("payload is not a map")
-    if document.get("v") != SCHEMA_VERSION:
-        raise PayloadError(f"schema version {document.get('v')!r} is not {SCHEMA_VERSION}")
+    version = document.get("v")
+    if version not in READABLE_VERSIONS:
+        raise PayloadError(f"schema version {version!r} is not one of {READABLE_VERSIONS}")
     try:
         kind = Kind(document.get("k"))
     except ValueError:
@@ -147,7 +154,7 @@ def _decode_document(document: Any) -> Frame:
         if kind in COLUMNS:
             frame.columns = _decode_columns(kind, document, len(seqs))
         elif kind is Kind.CELLS:
-            _decode_cells(frame, document)
+            _decode_cells(frame, document, packed=version >= 2)
         else:
             records = document.get("r")
             if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
@@ -176,8 +183,8 @@ def _decode_json(payload: bytes) -> Frame:
         raise PayloadError(f"JSON payload does not parse: {error}") from error
     except RecursionError:
         raise PayloadError("JSON payload is nested too deeply") from None
-    if not isinstance(document, dict) or document.get("v") != SCHEMA_VERSION:
-        raise PayloadError(f"JSON payload is not a schema {SCHEMA_VERSION} batch")
+    if not isinstance(document, dict) or document.get("v") not in READABLE_VERSIONS:
+        raise PayloadError(f"JSON payload is not a batch of schema {READABLE_VERSIONS}")
     try:
         kind = Kind(document.get("kind"))
     except ValueError:
@@ -263,10 +270,11 @@ def _decode_columns(kind: Kind, document: dict[str, Any], count: int) -> dict[st
         values = np.cumsum(_ints(columns[index], field.name)) * float(field.resolution)
         if len(values) != count:
             raise PayloadError(f"column {field.name} has {len(values)} values, not {count}")
-        gaps = _ints(missing.get(index, []), field.name)
-        if np.any((gaps < 0) | (gaps >= count)):
-            raise PayloadError(f"missing rows of {field.name} point outside the batch")
-        values[gaps] = np.nan
+        if index in missing:
+            gaps = _ints(missing[index], field.name)
+            if np.any((gaps < 0) | (gaps >= count)):
+                raise PayloadError(f"missing rows of {field.name} point outside the batch")
+            values[gaps] = np.nan
         out[field.name] = values
     return out
 
@@ -292,7 +300,7 @@ def _encode_cells(records: Sequence[Record]) -> dict[str, Any]:
         quantised = np.round(np.where(nan, 0.0, matrix) / resolution).astype(np.int64)
         flat = np.diff(quantised, axis=0, prepend=0)
         flat[0] = np.diff(quantised[0], prepend=0)
-        document[name] = flat.ravel().tolist()
+        document[name] = list(_pack(flat.ravel()))
         if nan.any():
             document[f"{name}_missing"] = np.flatnonzero(nan).tolist()
     balancing = np.array([r.get("balancing", []) for r in records], dtype=bool)
@@ -301,7 +309,31 @@ def _encode_cells(records: Sequence[Record]) -> dict[str, Any]:
     return document
 
 
-def _decode_cells(frame: Frame, document: dict[str, Any]) -> None:
+PACKED_TYPES = ("<i1", "<i2", "<i4")  # the narrowest that holds every difference
+
+
+def _pack(deltas: np.ndarray) -> tuple[int, bytes]:
+    """The first value apart, the differences after it as little-endian int8, int16 or int32
+    (the byte length tells which)."""
+    first, rest = (int(deltas[0]), deltas[1:]) if deltas.size else (0, deltas)
+    largest = int(np.abs(rest).max()) if rest.size else 0
+    dtype = next(t for t in PACKED_TYPES if largest <= np.iinfo(np.dtype(t)).max)
+    return first, rest.astype(dtype).tobytes()
+
+
+def _unpack(value: Any, name: str, size: int) -> np.ndarray:
+    if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], int)
+            and isinstance(value[1], bytes)):  # fmt: skip
+        raise PayloadError(f"'{name}' must be [first value, packed differences]")
+    first, packed = value
+    for dtype in PACKED_TYPES:
+        if len(packed) == (size - 1) * np.dtype(dtype).itemsize:
+            rest = np.frombuffer(packed, dtype=dtype).astype(np.int64)
+            return np.concatenate(([first], rest))
+    raise PayloadError(f"'{name}' holds {len(packed)} bytes: not {size - 1} packed values")
+
+
+def _decode_cells(frame: Frame, document: dict[str, Any], packed: bool) -> None:
     count = len(frame)
     cells = document["n"]
     if not isinstance(cells, int) or not 0 < cells <= 100_000:
@@ -311,7 +343,10 @@ def _decode_cells(frame: Frame, document: dict[str, Any]) -> None:
         raise PayloadError(f"{len(times)} times for {count} cell records")
     frame.columns = {"time_s": np.round(times * 0.1, 1)}
     for name in CELL_RESOLUTION:
-        flat = _ints(document[name], name)
+        if packed:
+            flat = _unpack(document[name], name, count * cells)
+        else:
+            flat = _ints(document[name], name)
         if flat.size != count * cells:
             raise PayloadError(f"'{name}' holds {flat.size} values, not {count} x {cells}")
         deltas = flat.reshape(count, cells)

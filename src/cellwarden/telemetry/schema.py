@@ -1,4 +1,4 @@
-"""Telemetry schema, version 1: topics, record kinds, their fields and resolutions.
+"""Telemetry schema, version 2: topics, record kinds, their fields and resolutions.
 
 A record is a flat dict of engineering values (``soc_pct``, ``voltage_v``, ...) with its time in
 ``time_s`` (the device's clock). Numeric fields of a columnar kind travel as integers in units of
@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: per-cell arrays travel as packed integers (1: as CBOR arrays)
+READABLE_VERSIONS = (1, 2)  # what a receiver decodes
 TOPIC_ROOT = "cw"
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # fleet and device ids: no MQTT wildcards
 

@@ -128,19 +128,21 @@ class IngestWorker:
             return
         try:
             count = self.store.writer.write([item.arrival for item in items])
-        except Exception as error:
+            fresh = count.fresh
+        except Exception as error:  # isolate the record the database refuses
             log.warning("batch write failed (%s); storing payload by payload", error)
-            self._store_one_by_one(items, now_s)
-        else:
+            count, fresh = None, self._store_one_by_one(items, now_s)
+        if count is not None:
             self.counters.accepted += count.accepted
             self.counters.duplicates += count.duplicates
-        if self.on_stored is not None:
-            try:
-                self.on_stored([item.arrival for item in items], now_s)
+        if self.on_stored is not None and fresh:
+            try:  # rules see only records new to the store (not QoS 1 redeliveries)
+                self.on_stored(fresh, now_s)
             except Exception:  # an alarm rule's failure must not lose or block telemetry
                 log.exception("after-store hook failed")
 
-    def _store_one_by_one(self, items: list[_Item], now_s: float) -> None:
+    def _store_one_by_one(self, items: list[_Item], now_s: float) -> list[Arrival]:
+        fresh = []
         for item in items:
             try:
                 count = self.store.writer.write([item.arrival])
@@ -151,6 +153,8 @@ class IngestWorker:
                 continue
             self.counters.accepted += count.accepted
             self.counters.duplicates += count.duplicates
+            fresh += count.fresh
+        return fresh
 
     def _database_alive(self) -> bool:
         try:

@@ -36,12 +36,20 @@ class Dialect(Protocol):
         """Start a write transaction (taking the write lock at once where that matters)."""
         ...
 
+    def lock_migrations(self, connection: Any) -> None:
+        """Hold other migrators off until this transaction ends (no-op where ``begin`` did)."""
+        ...
+
     def sql(self, text: str) -> str:
         """``text`` with its ``?`` placeholders in the driver's style."""
         ...
 
     def bulk_insert(
-        self, connection: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+        self,
+        connection: Any,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
         conflict: Sequence[str],
     ) -> int:
         """Insert ``rows`` skipping those whose ``conflict`` key exists; how many went in."""
@@ -79,13 +87,13 @@ class Database:
     def transaction(self) -> Iterator[Any]:
         """A transaction on this thread's connection, committed or rolled back as a whole."""
         connection = self.connection
-        self.dialect.begin(connection)
         try:
+            self.dialect.begin(connection)
             yield connection
+            connection.commit()
         except BaseException:
-            connection.rollback()
+            self._recover(connection)
             raise
-        connection.commit()
 
     def execute(self, text: str, parameters: Sequence[Any] = ()) -> Any:
         """Run one statement on this thread's connection (inside the caller's transaction)."""
@@ -97,9 +105,31 @@ class Database:
 
     def query(self, text: str, parameters: Sequence[Any] = ()) -> list[tuple]:
         """Rows of a read, ending the read transaction so that no snapshot is held."""
-        rows = self.execute(text, parameters).fetchall()
-        self.connection.commit()
+        connection = self.connection
+        try:
+            rows = connection.execute(self.dialect.sql(text), tuple(parameters)).fetchall()
+            connection.commit()
+        except BaseException:
+            self._recover(connection)
+            raise
         return rows
+
+    def _recover(self, connection: Any) -> None:
+        """Roll back after a failure; a connection that cannot (the server went away) is
+        dropped, and the thread's next call connects afresh."""
+        try:
+            connection.rollback()
+        except Exception:  # the original error is the one to report
+            broken = True
+        else:
+            broken = bool(getattr(connection, "broken", False) or
+                          getattr(connection, "closed", False))  # fmt: skip
+        if broken:
+            self._local.connection = None
+            with self._lock, contextlib.suppress(ValueError):
+                self._all.remove(connection)
+            with contextlib.suppress(Exception):
+                connection.close()
 
     def close(self) -> None:
         with self._lock:

@@ -182,6 +182,9 @@ class Registry:
         except Exception as error:
             if _is_conflict(error):
                 raise RegistryError(f"{table[:-1]} {values.get('name') or values} exists") from None
+            if "foreign key" in str(error).lower():
+                raise RegistryError(f"{table[:-1]} refers to an organisation, fleet or site "
+                                    "that does not exist") from None  # fmt: skip
             raise
         return int(row[0])
 

@@ -27,9 +27,7 @@ class SqliteDialect:
         if self.path.parent and not self.path.parent.exists():
             raise StoreError(f"database folder {self.path.parent} does not exist")
         try:
-            connection = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT_S, check_same_thread=False
-            )
+            connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")  # durable at each checkpoint
             connection.execute("PRAGMA foreign_keys=ON")
@@ -41,6 +39,9 @@ class SqliteDialect:
         if connection.in_transaction:
             connection.commit()
         connection.execute("BEGIN IMMEDIATE")  # a deferred writer can fail without waiting
+
+    def lock_migrations(self, connection: sqlite3.Connection) -> None:
+        return None  # BEGIN IMMEDIATE serialises writers already
 
     def sql(self, text: str) -> str:
         return text

@@ -7,14 +7,16 @@ values for the fleet overview (updated only by newer records).
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from cellwarden.cloud.store.database import Database
+from cellwarden.cloud.store.rollup import dirty_rows
 from cellwarden.cloud.store.schema_v1 import HEALTH_COLUMNS, POSITION_COLUMNS, SUMMARY_COLUMNS
 from cellwarden.telemetry.codec import Frame
 from cellwarden.telemetry.schema import Kind
@@ -35,6 +37,7 @@ class Arrival:
 class WriteCount:
     accepted: int = 0
     duplicates: int = 0
+    fresh: list[Arrival] = field(default_factory=list)  # arrivals with a record new to the store
 
 
 _COLUMNAR = {
@@ -42,6 +45,8 @@ _COLUMNAR = {
     Kind.POSITION: ("positions", POSITION_COLUMNS),
     Kind.HEALTH: ("health", HEALTH_COLUMNS),
 }
+_TABLES = {Kind.SUMMARY: "summary", Kind.POSITION: "positions", Kind.HEALTH: "health",
+           Kind.CELLS: "cells", Kind.EVENT: "events", Kind.REPLY: "replies"}  # fmt: skip
 _LATEST = {
     # kind -> (time column in pack_latest, columns copied from the newest record)
     Kind.SUMMARY: ("time_s", SUMMARY_COLUMNS),
@@ -59,7 +64,7 @@ class TelemetryWriter:
         rows: dict[str, list[tuple]] = {}
         latest: dict[tuple[Kind, int], tuple] = {}
         for arrival in arrivals:
-            table, table_rows = _rows(arrival)
+            table, table_rows = rows_of(arrival)
             rows.setdefault(table, []).extend(table_rows)
             if arrival.frame.kind in _LATEST:
                 row = _latest_row(arrival, table_rows)
@@ -78,9 +83,30 @@ class TelemetryWriter:
                 count.accepted += stored
                 count.duplicates += len(table_rows) - stored
             self._touch(arrivals)
+            self.db.executemany(
+                "INSERT INTO rollup_dirty (level, pack_id, bucket_s) VALUES (?, ?, ?) "
+                "ON CONFLICT (level, pack_id, bucket_s) DO NOTHING",
+                [mark for arrival in arrivals if arrival.frame.kind is Kind.SUMMARY
+                 for mark in dirty_rows(arrival.pack_id, arrival.frame.columns["time_s"])],
+            )  # fmt: skip
             for (kind, _), row in latest.items():
                 self._latest(kind, row)
+            count.fresh = list(arrivals)
+            if count.duplicates:
+                count.fresh = [a for a in arrivals if self._has_fresh(a)]
         return count
+
+    def _has_fresh(self, arrival: Arrival) -> bool:
+        """Whether this write stored any of the arrival's records (rows stored before keep
+        their earlier ``received_s``)."""
+        seqs = arrival.frame.seqs
+        table = _TABLES[arrival.frame.kind]
+        row = self.db.execute(
+            f"SELECT 1 FROM {table} WHERE pack_id = ? AND seq >= ? AND seq <= ? "
+            "AND received_s = ? LIMIT 1",
+            (arrival.pack_id, int(seqs.min()), int(seqs.max()), arrival.received_s),
+        ).fetchone()
+        return row is not None
 
     def _touch(self, arrivals: Sequence[Arrival]) -> None:
         newest: dict[int, float] = {}
@@ -131,7 +157,7 @@ _BODY_COLUMNS = {
 }
 
 
-def _rows(arrival: Arrival) -> tuple[str, list[tuple]]:
+def rows_of(arrival: Arrival) -> tuple[str, list[tuple]]:
     frame, pack_id, received_s = arrival.frame, arrival.pack_id, arrival.received_s
     seqs = frame.seqs.tolist()
     if frame.kind in _COLUMNAR:
@@ -141,16 +167,16 @@ def _rows(arrival: Arrival) -> tuple[str, list[tuple]]:
         return table, [(pack_id, v[0], seq, *v[1:], received_s)
                        for seq, v in zip(seqs, values, strict=True)]  # fmt: skip
     if frame.kind is Kind.CELLS:
-        volts, temps = frame.cells["voltage_v"], frame.cells["temp_c"]
-        bits = None if frame.balancing is None else np.packbits(frame.balancing, axis=1)
-        times = frame.columns["time_s"].tolist()
-        cells = volts.shape[1]
-        return "cells", [
-            (pack_id, times[i], seq, cells, volts[i].astype("<i2").tobytes(),
-             temps[i].astype("<i2").tobytes(), None if bits is None else bits[i].tobytes(),
-             received_s)
-            for i, seq in enumerate(seqs)
-        ]  # fmt: skip
+        cells = frame.cells["voltage_v"].shape[1]
+        volts = _row_bytes(frame.cells["voltage_v"].astype("<i2"))
+        temps = _row_bytes(frame.cells["temp_c"].astype("<i2"))
+        bits = [None] * len(seqs)
+        if frame.balancing is not None:
+            bits = _row_bytes(np.packbits(frame.balancing, axis=1))
+        return "cells", list(zip(
+            itertools.repeat(pack_id), frame.columns["time_s"].tolist(), seqs,
+            itertools.repeat(cells), volts, temps, bits, itertools.repeat(received_s),
+        ))  # fmt: skip
     records = frame.records or []
     if frame.kind is Kind.EVENT:
         return "events", [
@@ -164,6 +190,13 @@ def _rows(arrival: Arrival) -> tuple[str, list[tuple]]:
          _json({k: v for k, v in r.items() if k not in ("time_s", "id", "ok")}), received_s)
         for seq, r in zip(seqs, records, strict=True)
     ]  # fmt: skip
+
+
+def _row_bytes(matrix: np.ndarray) -> list[bytes]:
+    """Each row of a 2-D array as bytes (one copy of the whole, then slices)."""
+    flat = np.ascontiguousarray(matrix).tobytes()
+    width = matrix.shape[1] * matrix.itemsize
+    return [flat[i : i + width] for i in range(0, len(flat), width)]
 
 
 def _latest_row(arrival: Arrival, rows: list[tuple]) -> tuple:

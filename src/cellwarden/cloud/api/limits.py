@@ -1,0 +1,51 @@
+"""Request bodies beyond a size are refused with 413 before they are read into memory."""
+
+from __future__ import annotations
+
+import json
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a declared or streamed body over ``max_bytes``."""
+
+    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await _too_large(send, self.max_bytes)
+            return
+        seen = 0
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLargeError
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLargeError:
+            await _too_large(send, self.max_bytes)
+
+
+class _TooLargeError(Exception):
+    pass
+
+
+async def _too_large(send, max_bytes: int) -> None:
+    body = json.dumps({"detail": f"request body larger than {max_bytes} bytes"}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})  # fmt: skip
+    await send({"type": "http.response.body", "body": body})

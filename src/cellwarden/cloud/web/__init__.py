@@ -1,0 +1,1 @@
+"""The dashboard: static files only (no CDN), served by the API app."""
