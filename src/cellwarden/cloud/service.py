@@ -50,7 +50,7 @@ class WorkerPool:
     def __init__(self, config: ServeConfig) -> None:
         self.configs = [
             WorkerConfig(config.db_url, config.broker_url, f"{config.worker_prefix}-{i}",
-                         ca_file=config.ca_file)
+                         ca_file=config.ca_file, stop_with_parent=True)
             for i in range(config.workers if config.broker_url else 0)
         ]  # fmt: skip
         self._context = multiprocessing.get_context("spawn")

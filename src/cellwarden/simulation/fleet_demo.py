@@ -8,6 +8,7 @@ rules are created here as an operator would with ``cellwarden cloud ...`` comman
 from __future__ import annotations
 
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -101,8 +102,10 @@ def run_fleet_demo(
     ``keep_serving``, after Ctrl-C)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     db_path = out_dir / "cloud.db"
-    for stale in out_dir.glob("cloud.db*"):
+    for stale in out_dir.glob("cloud.db*"):  # a fresh start: the last run's data and queues go
         stale.unlink()
+    for folder in ("queues", "broker"):
+        shutil.rmtree(out_dir / folder, ignore_errors=True)
     db_url = f"sqlite:///{db_path}"
     passwords = {device_id: secrets.token_hex(8) for device_id, *_ in DEVICES}
     passwords["cloud"] = secrets.token_hex(8)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from dataclasses import dataclass
@@ -23,6 +24,14 @@ class WorkerConfig:
     ca_file: Path | None = None
     receive_maximum: int = 1000
     alarms: bool = True
+    stop_with_parent: bool = False  # set by ``cloud serve`` for the workers it starts
+
+
+def _stop_with_parent(parent_pid: int, stop: threading.Event) -> None:
+    """A worker started by ``cloud serve`` ends when serve is gone (even if it was killed)."""
+    while not stop.wait(1.0):
+        if os.getppid() != parent_pid:
+            stop.set()
 
 
 def run_worker(config: WorkerConfig) -> None:
@@ -42,6 +51,9 @@ def run_worker(config: WorkerConfig) -> None:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    if config.stop_with_parent:
+        watch = threading.Thread(target=_stop_with_parent, args=(os.getppid(), stop), daemon=True)
+        watch.start()
     source.start()
     try:
         worker.run(source, stop)
