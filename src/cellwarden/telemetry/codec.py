@@ -42,6 +42,8 @@ ZSTD_LEVEL = 9
 Record = dict[str, Any]
 Batch = list[tuple[int, Record]]  # (sequence number, record)
 
+RESOLUTIONS = {kind: np.array([float(f.resolution) for f in fields])
+               for kind, fields in COLUMNS.items()}  # fmt: skip
 _contexts = threading.local()  # zstd contexts are not thread-safe: one pair per thread
 
 
@@ -265,11 +267,11 @@ def _decode_columns(kind: Kind, document: dict[str, Any], count: int) -> dict[st
         raise PayloadError(f"'c' must hold the {len(fields)} columns of a {kind.value} record")
     if not isinstance(missing, dict):
         raise PayloadError("'m' must be a map")
+    matrix = _int_matrix(columns, len(fields), count)
+    scaled = np.cumsum(matrix, axis=1) * RESOLUTIONS[kind][:, None]
     out: dict[str, np.ndarray] = {}
     for index, field in enumerate(fields):
-        values = np.cumsum(_ints(columns[index], field.name)) * float(field.resolution)
-        if len(values) != count:
-            raise PayloadError(f"column {field.name} has {len(values)} values, not {count}")
+        values = scaled[index]
         if index in missing:
             gaps = _ints(missing[index], field.name)
             if np.any((gaps < 0) | (gaps >= count)):
@@ -277,6 +279,21 @@ def _decode_columns(kind: Kind, document: dict[str, Any], count: int) -> dict[st
             values[gaps] = np.nan
         out[field.name] = values
     return out
+
+
+def _int_matrix(columns: list, rows: int, count: int) -> np.ndarray:
+    """All columns at once as a rows x count int64 array; PayloadError naming a bad column."""
+    try:
+        matrix = np.array(columns)
+    except (ValueError, OverflowError):
+        matrix = None
+    if matrix is None or matrix.shape != (rows, count) or matrix.dtype.kind != "i":
+        for index, column in enumerate(columns):  # find the column to name
+            values = _ints(column, f"c[{index}]")
+            if len(values) != count:
+                raise PayloadError(f"column {index} has {len(values)} values, not {count}")
+        raise PayloadError("'c' must be columns of integers")
+    return matrix.astype(np.int64, copy=False)
 
 
 def _column_records(frame: Frame) -> list[Record]:

@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cellwarden.cloud.ingest import validation
 from cellwarden.cloud.ingest.mqtt_source import Message, MqttSource
@@ -40,6 +40,17 @@ class _Item:
     arrival: Arrival
 
 
+@dataclass
+class Prepared:
+    """A batch decoded and checked, ready to be written."""
+
+    messages: list[Message]
+    now_s: float
+    items: list[_Item] = field(default_factory=list)
+    rejected: list[tuple[Message, str]] = field(default_factory=list)
+    statuses: list[tuple[int, str, str | None]] = field(default_factory=list)
+
+
 class RejectedError(Exception):
     """A message that is quarantined, with the reason."""
 
@@ -62,18 +73,31 @@ class IngestWorker:
     def process(self, messages: Sequence[Message]) -> None:
         """Store ``messages`` (quarantining the bad ones); raises only when the database fails,
         in which case none of them should be acknowledged."""
-        now_s = self.clock()
-        items: list[_Item] = []
+        self.commit(self.prepare(messages))
+
+    def prepare(self, messages: Sequence[Message]) -> Prepared:
+        """Decode and check a batch (CPU work; the database is only read, for the registry)."""
+        prepared = Prepared(list(messages), self.clock())
         for message in messages:
             try:
-                arrival = self._arrival(message, now_s)
+                arrival = self._arrival(message, prepared)
             except RejectedError as reason:
-                self._quarantine(message, str(reason), now_s)
+                prepared.rejected.append((message, str(reason)))
                 continue
             if arrival is not None:
-                items.append(_Item(message, arrival))
-        self._store(items, now_s)
-        self.counters.messages += len(messages)
+                arrival.rows  # noqa: B018 - made here, before the write lock is taken
+                prepared.items.append(_Item(message, arrival))
+        return prepared
+
+    def commit(self, prepared: Prepared) -> None:
+        """Write what ``prepare`` made of a batch: quarantine, status, records; then alarms."""
+        now_s = prepared.now_s
+        for message, reason in prepared.rejected:
+            self._quarantine(message, reason, now_s)
+        for pack_id, state, firmware in prepared.statuses:
+            self.store.writer.status(pack_id, state, firmware, now_s)
+        self._store(prepared.items, now_s)
+        self.counters.messages += len(prepared.messages)
         if now_s - self._counters_saved_s >= COUNTERS_EVERY_S:
             self.save_counters()
 
@@ -81,7 +105,8 @@ class IngestWorker:
         self.store.ingest_log.save_counters(self.name, self.counters)
         self._counters_saved_s = self.clock()
 
-    def _arrival(self, message: Message, now_s: float) -> Arrival | None:
+    def _arrival(self, message: Message, prepared: Prepared) -> Arrival | None:
+        now_s = prepared.now_s
         try:
             fleet, device_id, leaf = parse_topic(message.topic)
         except ValueError as error:
@@ -96,7 +121,7 @@ class IngestWorker:
                 f"device {device_id!r} belongs to fleet {ref.fleet!r}, not {fleet!r}"
             )
         if leaf == STATUS:
-            self._status(ref.pack_id, message, now_s)
+            prepared.statuses.append(_status(ref.pack_id, message))
             return None
         try:
             kind = Kind(leaf)
@@ -112,16 +137,6 @@ class IngestWorker:
         if reason is not None:
             raise RejectedError(reason)
         return Arrival(ref.pack_id, frame, now_s)
-
-    def _status(self, pack_id: int, message: Message, now_s: float) -> None:
-        try:
-            status = json.loads(message.payload)
-            state = str(status["state"])[:32]
-        except (ValueError, KeyError, TypeError):
-            raise RejectedError("status is not JSON with a 'state'") from None
-        firmware = status.get("firmware")
-        self.store.writer.status(pack_id, state, None if firmware is None else str(firmware)[:64],
-                                 now_s)  # fmt: skip
 
     def _store(self, items: list[_Item], now_s: float) -> None:
         if not items:
@@ -193,6 +208,16 @@ class IngestWorker:
                 log.error("database unavailable (%s); retrying in %.1f s", error, wait_s)
                 if stop.wait(wait_s):
                     raise SystemExit("stopped while the database was unavailable") from None
+
+
+def _status(pack_id: int, message: Message) -> tuple[int, str, str | None]:
+    try:
+        status = json.loads(message.payload)
+        state = str(status["state"])[:32]
+    except (ValueError, KeyError, TypeError):
+        raise RejectedError("status is not JSON with a 'state'") from None
+    firmware = status.get("firmware")
+    return pack_id, state, None if firmware is None else str(firmware)[:64]
 
 
 def _take(inbox: queue.Queue[Message], limit: int, wait_s: float) -> list[Message]:

@@ -36,6 +36,14 @@ class Dialect(Protocol):
         """Start a write transaction (taking the write lock at once where that matters)."""
         ...
 
+    def end(self, connection: Any) -> None:
+        """After the commit or rollback of a transaction ``begin`` started."""
+        ...
+
+    def close(self, connection: Any) -> None:
+        """Close a connection and what the dialect keeps for it."""
+        ...
+
     def lock_migrations(self, connection: Any) -> None:
         """Hold other migrators off until this transaction ends (no-op where ``begin`` did)."""
         ...
@@ -87,13 +95,15 @@ class Database:
     def transaction(self) -> Iterator[Any]:
         """A transaction on this thread's connection, committed or rolled back as a whole."""
         connection = self.connection
+        self.dialect.begin(connection)
         try:
-            self.dialect.begin(connection)
             yield connection
             connection.commit()
         except BaseException:
             self._recover(connection)
             raise
+        finally:
+            self.dialect.end(connection)
 
     def execute(self, text: str, parameters: Sequence[Any] = ()) -> Any:
         """Run one statement on this thread's connection (inside the caller's transaction)."""
@@ -129,13 +139,13 @@ class Database:
             with self._lock, contextlib.suppress(ValueError):
                 self._all.remove(connection)
             with contextlib.suppress(Exception):
-                connection.close()
+                self.dialect.close(connection)
 
     def close(self) -> None:
         with self._lock:
             for connection in self._all:
                 with contextlib.suppress(Exception):
-                    connection.close()
+                    self.dialect.close(connection)
             self._all.clear()
         self._local = threading.local()
 

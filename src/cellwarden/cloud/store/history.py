@@ -305,7 +305,8 @@ class History:
         time_column = HISTORY_TABLES.get(table, ("time_s",))[0]
         keyed = "seq" in columns
         order = f"{time_column}, seq" if keyed else time_column
-        position: tuple = (from_s, -1) if keyed else (from_s - 1e-9,)
+        # not from_s - 1e-9: below a float's step at today's times, it dropped a bucket at from_s
+        position: tuple = (from_s, -1) if keyed else (float(np.nextafter(from_s, -np.inf)),)
         selected = f"{time_column}, {', '.join(columns)}"
         seq_index = 1 + list(columns).index("seq") if keyed else 0
         while True:

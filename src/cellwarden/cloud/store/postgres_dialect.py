@@ -80,6 +80,12 @@ class PostgresDialect:
             )
         return connection
 
+    def end(self, connection: Any) -> None:
+        return None
+
+    def close(self, connection: psycopg.Connection) -> None:
+        connection.close()
+
     def begin(self, connection: psycopg.Connection) -> None:
         """End what is pending so the caller's statements form a transaction of their own.
 

@@ -7,6 +7,7 @@ values for the fleet overview (updated only by newer records).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 from collections.abc import Sequence
@@ -31,6 +32,11 @@ class Arrival:
     pack_id: int
     frame: Frame
     received_s: float
+
+    @functools.cached_property
+    def rows(self) -> tuple[str, list[tuple]]:
+        """(table, rows) as stored; made once (ingest makes them before it takes the lock)."""
+        return rows_of(self)
 
 
 @dataclass
@@ -64,7 +70,7 @@ class TelemetryWriter:
         rows: dict[str, list[tuple]] = {}
         latest: dict[tuple[Kind, int], tuple] = {}
         for arrival in arrivals:
-            table, table_rows = rows_of(arrival)
+            table, table_rows = arrival.rows
             rows.setdefault(table, []).extend(table_rows)
             if arrival.frame.kind in _LATEST:
                 row = _latest_row(arrival, table_rows)
@@ -74,9 +80,12 @@ class TelemetryWriter:
         count = WriteCount()
         dialect = self.db.dialect
         with self.db.transaction() as connection:
-            for table, table_rows in rows.items():
+            tables = sorted(rows)  # one order for every writer: partition locks never cross
+            for table in tables:
+                dialect.prepare_partitions(connection, table, [r[1] for r in rows[table]])
+            for table in tables:
+                table_rows = rows[table]
                 columns = _table_columns(table)
-                dialect.prepare_partitions(connection, table, [r[1] for r in table_rows])
                 stored = dialect.bulk_insert(
                     connection, table, columns, table_rows, dialect.telemetry_key
                 )
@@ -228,5 +237,7 @@ def _real(value: Any) -> float | None:
     return float(value)
 
 
-def _json(value: Any) -> str:
+def _json(value: Any) -> str | None:
+    if value is None:
+        return None
     return json.dumps(value, default=str)[: MAX_TEXT * 4]
