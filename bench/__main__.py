@@ -14,6 +14,8 @@ from bench import (
     bms_cycle,
     can_bus_load,
     closed_loop_can_speed,
+    cloud_api,
+    cloud_ingest,
     edge_bytes,
     edge_fleet,
     health_accuracy,
@@ -33,6 +35,8 @@ BENCHES = {
     "multi_master_speed": multi_master_speed.measure,
     "edge_bytes": edge_bytes.measure,
     "edge_fleet": edge_fleet.measure,
+    "cloud_ingest": cloud_ingest.measure,
+    "cloud_api": cloud_api.measure,
 }
 
 

@@ -35,6 +35,11 @@ def ingest(user: UserDep, store: StoreDep) -> dict[str, Any]:
 def quarantine(
     user: UserDep, store: StoreDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> dict[str, Any]:
-    """The newest payloads ingest set aside, with the reason."""
+    """The newest payloads ingest set aside, with the reason: those on topics of the fleets of
+    the organisations the caller administers."""
     _any_admin(user)
-    return {"items": store.ingest_log.quarantined(limit)}
+    orgs = [org for org, role in user.roles.items() if role is Role.ADMIN]
+    marks = ", ".join("?" * len(orgs))
+    fleets = [name for (name,) in store.db.query(
+        f"SELECT name FROM fleets WHERE org_id IN ({marks})", orgs)]  # fmt: skip
+    return {"items": store.ingest_log.quarantined(limit, fleets)}

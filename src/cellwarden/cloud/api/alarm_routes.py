@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 
 from cellwarden.cloud.alarms.engine import AlarmEngine, AlarmError
 from cellwarden.cloud.alarms.rules import AlarmRule
@@ -14,6 +14,8 @@ from cellwarden.cloud.api.models import Acknowledgement
 from cellwarden.cloud.store.registry import Role
 
 router = APIRouter(prefix="/api/v1", tags=["alarms"])
+# a database id: beyond a signed 64-bit integer it cannot be bound (SQLite raises OverflowError)
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 def _engine(request: Request) -> AlarmEngine:
@@ -42,7 +44,7 @@ def _alarm_for(request: Request, user, alarm_id: int, role: Role) -> dict[str, A
 
 @router.post("/alarms/{alarm_id}/acknowledge")
 def acknowledge(
-    alarm_id: int, request: Request, user: UserDep,
+    alarm_id: RowId, request: Request, user: UserDep,
     body: Acknowledgement | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Operators and admins acknowledge; the alarm records who and when."""
@@ -56,7 +58,7 @@ def acknowledge(
 
 
 @router.post("/alarms/{alarm_id}/clear")
-def clear(alarm_id: int, request: Request, user: UserDep) -> dict[str, Any]:
+def clear(alarm_id: RowId, request: Request, user: UserDep) -> dict[str, Any]:
     """Operators and admins clear an alarm by hand (it may be raised again by its rule)."""
     _alarm_for(request, user, alarm_id, Role.OPERATOR)
     try:
@@ -83,7 +85,7 @@ def add_rule(org_id: int, rule: AlarmRule, request: Request, user: UserDep) -> d
 
 
 @router.delete("/alarm-rules/{rule_id}", status_code=204)
-def delete_rule(rule_id: int, request: Request, user: UserDep) -> None:
+def delete_rule(rule_id: RowId, request: Request, user: UserDep) -> None:
     """Admins delete a rule; its open alarms are cleared by them."""
     engine = _engine(request)
     rule = engine.get_rule(rule_id)

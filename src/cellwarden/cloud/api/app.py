@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from importlib import resources
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -36,6 +40,12 @@ def create_app(store: CloudStore) -> FastAPI:
     async def store_unavailable(request: Request, error: StoreError) -> JSONResponse:
         return JSONResponse({"detail": f"storage unavailable: {error}"}, status_code=503)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        """FastAPI's 422, with NaN and infinities of the echoed input (JSON bodies may hold
+        them; a JSON response may not) as text."""
+        return JSONResponse({"detail": _finite(jsonable_encoder(error.errors()))}, status_code=422)
+
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -43,3 +53,19 @@ def create_app(store: CloudStore) -> FastAPI:
         return FileResponse(str(STATIC / "index.html"))
 
     return app
+
+
+def _finite(content: Any) -> Any:
+    """``content`` (a fresh copy from jsonable_encoder) with non-finite floats as text, changed
+    in place without recursion: nesting is as deep as the JSON parser allowed."""
+    stack = [content]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, dict | list):
+            continue
+        for key, item in list(node.items() if isinstance(node, dict) else enumerate(node)):
+            if isinstance(item, float) and not math.isfinite(item):
+                node[key] = str(item)
+            else:
+                stack.append(item)
+    return content

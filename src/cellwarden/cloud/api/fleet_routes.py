@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query
 
 from cellwarden.cloud.api.auth import StoreDep, UserDep, require
-from cellwarden.cloud.api.models import NewFleet, NewPack, NewSite, NewUser
+from cellwarden.cloud.api.models import TEXT, NewFleet, NewPack, NewSite, NewUser
 from cellwarden.cloud.store.registry import RegistryError, Role
 
 router = APIRouter(prefix="/api/v1", tags=["fleet"])
@@ -106,10 +106,10 @@ def add_user(org_id: int, body: NewUser, user: UserDep, store: StoreDep) -> dict
 @router.get("/orgs/{org_id}/overview")
 def overview(
     org_id: int, user: UserDep, store: StoreDep, page: Page = 1, per_page: PerPage = 100,
-    fleet: Annotated[str | None, Query(max_length=64)] = None,
+    fleet: Annotated[str | None, Query(max_length=64, pattern=TEXT)] = None,
     status: Annotated[str | None, Query(pattern="^(online|offline|alarm|fault)$")] = None,
-    q: Annotated[str | None, Query(max_length=64, description="device id or name contains")]
-    = None,
+    q: Annotated[str | None, Query(max_length=64, pattern=TEXT,
+                                   description="device id or name contains")] = None,
 ) -> dict[str, Any]:  # fmt: skip
     """One page of the organisation's packs with latest values and open alarms, and counts."""
     require(user, org_id)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from starlette.exceptions import HTTPException
+
 MAX_BODY_BYTES = 64 * 1024
 
 
@@ -30,7 +32,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLargeError
+                    raise _TooLargeError(self.max_bytes)
             return message
 
         try:
@@ -39,8 +41,13 @@ class BodyLimit:
             await _too_large(send, self.max_bytes)
 
 
-class _TooLargeError(Exception):
-    pass
+class _TooLargeError(HTTPException):
+    """Raised from ``receive`` when a streamed (chunked) body passes the limit. An HTTP
+    exception, so that FastAPI, reading the body, passes it on as the 413 it is rather than
+    answering 400 "error parsing the body"."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"request body larger than {max_bytes} bytes")
 
 
 async def _too_large(send, max_bytes: int) -> None:

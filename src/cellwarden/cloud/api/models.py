@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from cellwarden.cloud.store.registry import Role
 
 ID = r"^[A-Za-z0-9_.-]{1,64}$"
+TEXT = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL: refused here (422), not by the database
 
 
 class _Body(BaseModel):
@@ -30,9 +31,9 @@ class NewSite(_Body):
 class NewPack(_Body):
     device_id: str = Field(pattern=ID)
     fleet: str = Field(pattern=ID)
-    name: str | None = Field(default=None, min_length=1, max_length=128)
-    site: str | None = Field(default=None, min_length=1, max_length=128)
-    chemistry: str | None = Field(default=None, max_length=32)
+    name: str | None = Field(default=None, min_length=1, max_length=128, pattern=TEXT)
+    site: str | None = Field(default=None, min_length=1, max_length=128, pattern=TEXT)
+    chemistry: str | None = Field(default=None, max_length=32, pattern=TEXT)
     cell_count: int | None = Field(default=None, ge=1, le=4096)
     capacity_ah: float | None = Field(default=None, gt=0, le=100_000)
 
@@ -40,8 +41,8 @@ class NewPack(_Body):
 class NewUser(_Body):
     name: str = Field(min_length=1, max_length=128)
     role: Role
-    email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+    email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s\x00]+@[^@\s\x00]+$")
 
 
 class Acknowledgement(_Body):
-    comment: str | None = Field(default=None, max_length=1000)
+    comment: str | None = Field(default=None, max_length=1000, pattern=TEXT)

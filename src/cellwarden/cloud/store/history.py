@@ -87,8 +87,10 @@ class History:
             where.append("f.name = ?")
             params.append(fleet)
         if search:
-            where.append("(p.device_id LIKE ? OR p.name LIKE ?)")
-            params += [f"%{search}%"] * 2
+            where.append("(LOWER(p.device_id) LIKE ? ESCAPE '!' OR LOWER(p.name) LIKE ? "
+                         "ESCAPE '!')")  # fmt: skip
+            literal = search.lower().replace("!", "!!").replace("%", "!%").replace("_", "!_")
+            params += [f"%{literal}%"] * 2
         if status == "alarm":
             where.append("EXISTS (SELECT 1 FROM alarms a WHERE a.pack_id = p.id "
                          "AND a.state <> 'cleared')")  # fmt: skip

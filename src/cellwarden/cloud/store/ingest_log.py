@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from cellwarden.cloud.store.database import Database
@@ -18,6 +19,11 @@ class IngestCounters:
     quarantined: int = 0  # payloads set aside
 
 
+def _topic_prefix(fleet: str) -> str:
+    escaped = fleet.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    return f"cw/{escaped}/%"
+
+
 class IngestLog:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -29,11 +35,19 @@ class IngestLog:
                 (received_s, topic[:512], reason[:1024], payload[:MAX_QUARANTINED_BYTES]),
             )
 
-    def quarantined(self, limit: int = 100) -> list[dict]:
+    def quarantined(self, limit: int = 100, fleets: Sequence[str] | None = None) -> list[dict]:
+        """The newest quarantined payloads; with ``fleets``, only those whose topic names one
+        of them (``cw/{fleet}/...``)."""
+        where, params = "", []
+        if fleets is not None:
+            if not fleets:
+                return []
+            where = "WHERE " + " OR ".join(["topic LIKE ? ESCAPE '!'"] * len(fleets))
+            params = [_topic_prefix(fleet) for fleet in fleets]
         rows = self.db.query(
-            "SELECT id, received_s, topic, reason, LENGTH(payload) FROM quarantine "
+            f"SELECT id, received_s, topic, reason, LENGTH(payload) FROM quarantine {where} "
             "ORDER BY id DESC LIMIT ?",
-            (limit,),
+            (*params, limit),
         )
         keys = ("id", "received_s", "topic", "reason", "payload_bytes")
         return [dict(zip(keys, row, strict=True)) for row in rows]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,20 @@ from typing import Any
 from cellwarden.cloud.store.database import StoreError
 
 BUSY_TIMEOUT_S = 30.0  # writers of several ingest processes take turns
+
+
+def _wal(connection: sqlite3.Connection) -> None:
+    """WAL mode; switching may meet another process's lock, which the busy handler does not
+    wait for: retried until ``BUSY_TIMEOUT_S``."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 class SqliteDialect:
@@ -36,7 +51,7 @@ class SqliteDialect:
             raise StoreError(f"database folder {self.path.parent} does not exist")
         try:
             connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
-            connection.execute("PRAGMA journal_mode=WAL")
+            _wal(connection)
             connection.execute("PRAGMA synchronous=NORMAL")  # durable at each checkpoint
             connection.execute("PRAGMA foreign_keys=ON")
         except sqlite3.DatabaseError as error:
