@@ -17,6 +17,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from cellwarden.cloud.store.cloud_store import CloudStore
+
 POSTGRES_URL = os.environ.get(
     "CELLWARDEN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
 )
@@ -60,3 +62,13 @@ def drop_schema(schema: str) -> None:
             admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
         except psycopg.errors.LockNotAvailable:
             warnings.warn(f"test schema {schema} left behind: a store was not closed", stacklevel=1)
+
+
+def partitions(store: CloudStore, table: str) -> set[str]:
+    """The partitions of a PostgreSQL table."""
+    rows = store.db.query(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = ?::regclass",
+        (table,),
+    )
+    return {name for (name,) in rows}

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from tests.cloud_db import store_url  # noqa: F401
+from tests.cloud_db import partitions, store_url  # noqa: F401
 
 from cellwarden.cloud.store import history as history_module
 from cellwarden.cloud.store.cloud_store import CloudStore, open_store
@@ -227,15 +227,6 @@ def marks(parts: Sequence[Sent]) -> set[tuple[str, int, int]]:
     return {(level, part.pack_id, int(bucket) * width)
             for part in parts for level, width in (("1m", 60), ("1h", 3600))
             for bucket in np.unique(part.tenths // (width * 10))}  # fmt: skip
-
-
-def partitions(store: CloudStore, table: str) -> set[str]:
-    rows = store.db.query(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "WHERE i.inhparent = ?::regclass",
-        (table,),
-    )
-    return {name for (name,) in rows}
 
 
 def day_names(table: str, days: Sequence[int]) -> set[str]:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-from tests.cloud_db import admin_connection, schema_url, store_url  # noqa: F401
+from tests.cloud_db import admin_connection, partitions, schema_url, store_url  # noqa: F401
 
 from cellwarden.cloud.store.cloud_store import CloudStore, open_store
 from cellwarden.cloud.store.database import StoreError, open_database
@@ -66,15 +66,6 @@ def write(store: CloudStore, pack_id: int, *frames: Frame, received_s: float = 0
 
 def count(store: CloudStore, table: str) -> int:
     return store.db.query(f"SELECT COUNT(*) FROM {table}")[0][0]
-
-
-def partitions(store: CloudStore, table: str) -> set[str]:
-    rows = store.db.query(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "WHERE i.inhparent = ?::regclass",
-        (table,),
-    )
-    return {name for (name,) in rows}
 
 
 def at(time_s: float) -> object:
