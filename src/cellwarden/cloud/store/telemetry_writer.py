@@ -172,7 +172,8 @@ def rows_of(arrival: Arrival) -> tuple[str, list[tuple]]:
     if frame.kind in _COLUMNAR:
         table, names = _COLUMNAR[frame.kind]
         matrix = np.column_stack([frame.columns["time_s"], *(frame.columns[n] for n in names)])
-        values = np.where(np.isnan(matrix), None, matrix).tolist()  # NULL where missing
+        missing = np.isnan(matrix)
+        values = (np.where(missing, None, matrix) if missing.any() else matrix).tolist()
         return table, [(pack_id, v[0], seq, *v[1:], received_s)
                        for seq, v in zip(seqs, values, strict=True)]  # fmt: skip
     if frame.kind is Kind.CELLS:
