@@ -33,7 +33,7 @@ def store(tmp_path):
 
 
 def message(topic: str, body: bytes, mid: int = 1) -> Message:
-    return Message(topic, body, mid, 1)
+    return Message(topic, body, mid, 1, 1)
 
 
 def count(store, table: str, pack_id: int = 1) -> int:
@@ -61,7 +61,7 @@ def test_records_are_stored_once_and_redeliveries_counted_as_duplicates(store):
 
 @pytest.mark.parametrize(("topic", "body", "reason"), [
     ("cw/fleet-a/dev-9/summary", payload(Kind.SUMMARY, summaries(0, 1)), "not registered"),
-    ("cw/fleet-b/dev-1/summary", payload(Kind.SUMMARY, summaries(0, 1)), "belongs to fleet"),
+    ("cw/fleet-b/dev-1/summary", payload(Kind.SUMMARY, summaries(0, 1)), "not registered in fleet"),
     ("cw/fleet-a/dev-1/cells", payload(Kind.SUMMARY, summaries(0, 1)), "on a cells topic"),
     ("cw/fleet-a/dev-1/summary", b"\x07garbage", "unknown payload marker"),
     ("cw/fleet-a/dev-1/summary", b"\x01" + b"\x28\xb5\x2f\xfd" + b"\x00" * 20, "does not decode"),
@@ -176,3 +176,19 @@ def test_a_redelivered_trip_after_its_clear_raises_no_new_alarm(store):
         ("B1101", "cleared", "system")
     ]
     assert worker.counters.duplicates == 1
+
+
+@pytest.mark.parametrize("body", [
+    b'{"v":2,"kind":"summary","records":[{"seq":1,"time_s":1e400}]}',  # overflows to inf
+    b'{"v":2,"kind":"event","records":[{"seq":1,"time_s":1e309,"code":"X"}]}',
+    b"\x00" + __import__("cbor2").dumps({"v": 2, "k": "summary", "s": [[1], [1, 2]]}),
+    b"\x00" + __import__("cbor2").dumps(
+        {"v": 2, "k": "event", "s": [1], "r": [{"time_s": 10**400, "code": "X"}]}),
+])  # fmt: skip
+def test_a_payload_that_breaks_the_decoder_is_quarantined_not_retried_forever(store, body):
+    worker = IngestWorker(store, "w1", clock=lambda: NOW_S)
+    kind = "event" if b"event" in body else "summary"
+    good = message("cw/fleet-a/dev-1/summary", payload(Kind.SUMMARY, summaries(100, 3)))
+    worker.process([message(f"cw/fleet-a/dev-1/{kind}", body), good])  # returns: acked
+    assert len(store.ingest_log.quarantined()) == 1
+    assert count(store, "summary") == 3

@@ -359,3 +359,23 @@ def test_missing_schema_is_named() -> None:
     admin_connection().close()  # skips without a server
     with pytest.raises(StoreError, match="cw_no_such_schema"):
         open_store(schema_url("cw_no_such_schema"))
+
+
+def test_connections_of_ended_threads_are_closed(store_url):  # noqa: F811
+    import threading
+
+    store = open_store(store_url)
+    try:
+        for _ in range(3):  # a server's thread pool replacing its idle threads
+            threads = [threading.Thread(target=store.db.query, args=("SELECT 1",))
+                       for _ in range(10)]  # fmt: skip
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        last = threading.Thread(target=store.db.query, args=("SELECT 1",))
+        last.start()  # its new connection closes those of the 10 ended threads
+        last.join()
+        assert len(store.db._all) == 2  # this thread's and the last one's
+    finally:
+        store.close()

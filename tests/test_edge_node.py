@@ -215,3 +215,22 @@ def test_interleaved_simulations_match_their_own_runs():
     for simulation, wall_s in zip(together, walls_s, strict=True):
         frame = simulation.result(wall_s).recorder.pack_frame()
         assert frame.equals(alone)  # bit-identical: the interleaving changes nothing
+
+
+def test_every_record_carries_the_clock_epoch_the_edge_events_too(tmp_path):
+    from cellwarden.edge.store_forward import StoreAndForward
+    from cellwarden.telemetry.schema import Kind
+
+    queue = tmp_path / "q"
+    queue.mkdir()
+    (queue / "queue.sqlite").write_bytes(b"\x00garbage" * 512)  # makes an edge event at start
+    epoch_s = 1_790_000_000.0
+    run_edge(scenario(), EdgeOptions(device_id="d", queue_dir=queue, duration_s=600,
+                                     clock_epoch_s=epoch_s))  # fmt: skip
+    stored = StoreAndForward(queue, 1 << 24)
+    records = {kind: stored.take(kind, 10_000) for kind in (Kind.SUMMARY, Kind.EVENT)}
+    stored.close()
+    for kind, taken in records.items():
+        times = [r.record["time_s"] for r in taken]
+        assert times and all(epoch_s <= t <= epoch_s + 600 for t in times), (kind, min(times))
+    assert "QUEUE_RECOVERED" in [r.record["code"] for r in records[Kind.EVENT]]

@@ -162,3 +162,11 @@ def test_packed_cells_fall_back_to_int32_when_a_difference_is_large():
     batch = [(0, {"time_s": 0.0, "voltage_v": [-30.0, 30.0], "temp_c": [-40.0, 150.0]})]
     _, decoded = codec.decode(codec.encode(Kind.CELLS, batch))
     assert decoded[0][1]["voltage_v"] == pytest.approx([-30.0, 30.0])  # a 60 000 mV step
+
+
+def test_a_cell_reading_no_cell_can_give_travels_as_missing():
+    batch = [(0, {"time_s": 0.0, "voltage_v": [3.3, 40.0, 3.31], "temp_c": [25.0, 25.0, 1e6]})]
+    _, decoded = codec.decode(codec.encode(Kind.CELLS, batch))
+    volts, temps = decoded[0][1]["voltage_v"], decoded[0][1]["temp_c"]
+    assert volts[0] == pytest.approx(3.3) and volts[2] == pytest.approx(3.31)
+    assert np.isnan(volts[1]) and np.isnan(temps[2])

@@ -31,16 +31,15 @@ CaOption = Annotated[
 ]
 
 
-def _store(db: str):
+def _store(db: str, upgrade: bool = True):
     from cellwarden.cloud.store.cloud_store import open_store
     from cellwarden.cloud.store.database import StoreError
-    from cellwarden.model.errors import ConfigError
 
     if db.startswith("sqlite:///"):
         Path(db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     try:
-        return open_store(db)
-    except (StoreError, ConfigError) as error:
+        return open_store(db, upgrade=upgrade)
+    except StoreError as error:
         raise fail(error) from None
 
 
@@ -98,7 +97,7 @@ def ingest(
     from cellwarden.cloud.ingest.process import WorkerConfig, run_worker
     from cellwarden.telemetry.broker_url import BrokerUrl
 
-    _store(db).close()
+    _store(db, upgrade=False).close()  # migrations are `cloud serve`'s or `cloud migrate`'s
     try:
         BrokerUrl.parse(broker)
     except ValueError as error:

@@ -73,20 +73,26 @@ class WorkerPool:
     def _supervise(self) -> None:
         while not self._stop.wait(SUPERVISE_S):
             for index, process in enumerate(self.processes):
-                if process is not None and not process.is_alive():
+                if process is not None and not process.is_alive() and not self._stop.is_set():
                     log.warning("%s exited with %s; starting it again", process.name,
                                 process.exitcode)  # fmt: skip
                     self.restarts += 1
+                    if self._stop.wait(min(30.0, 2.0 ** min(self.restarts, 5))):  # back-off
+                        return
                     self._spawn(index)
 
     def stop(self) -> None:
         self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()  # no restart races the shutdown
         for process in self.processes:
             if process is not None and process.is_alive():
                 process.terminate()
         for process in self.processes:
             if process is not None:
                 process.join(10)
+                if process.is_alive():
+                    process.kill()
 
 
 def scheduler_for(store, config: ServeConfig) -> Scheduler:

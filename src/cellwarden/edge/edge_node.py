@@ -305,9 +305,11 @@ class EdgeNode:
             self.stats.errors.append(message)
 
     def _edge_event(self, now_s: float, code: str, message: str) -> None:
-        event = {"time_s": now_s, "source": "edge", "code": code, "name": message,
+        """An event of the edge itself, held to be stored at once (on the record clock)."""
+        time_s = now_s + self.clock_epoch_s
+        event = {"time_s": time_s, "source": "edge", "code": code, "name": message,
                  "kind": "info", "value": None, "action": "", "freeze_frame": {}}  # fmt: skip
-        self._unstored.append((Kind.EVENT, now_s, event))
+        self._unstored.append((Kind.EVENT, time_s, event))
 
     # --- the link ----------------------------------------------------------------------------
     def _link(self, now_s: float) -> None:

@@ -112,6 +112,8 @@ def run_fleet_demo(
     tokens = _register(db_url)
     port = port or free_port()
     url = f"http://127.0.0.1:{port}/"
+    produced: dict[str, int] = {}
+    stored: dict[str, int] = {}
     with LocalBroker(out_dir / "broker", passwords, DEVICE_ACL) as broker:
         cloud = subprocess.Popen([
             sys.executable, "-m", "cellwarden.cli", "cloud", "serve", "--db", db_url,
@@ -133,7 +135,10 @@ def run_fleet_demo(
             pass
         finally:
             cloud.terminate()
-            cloud.wait(20)
+            try:
+                cloud.wait(20)
+            except subprocess.TimeoutExpired:
+                cloud.kill()
     return DemoResult(url, tokens, produced, stored)
 
 

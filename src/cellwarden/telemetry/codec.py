@@ -313,7 +313,8 @@ def _encode_cells(records: Sequence[Record]) -> dict[str, Any]:
     document: dict[str, Any] = {"t": _deltas(times), "n": counts.pop()}
     for name, resolution in CELL_RESOLUTION.items():
         matrix = np.array([r[name] for r in records], dtype=float)
-        nan = np.isnan(matrix)
+        limit = np.iinfo(np.int16).max * resolution
+        nan = ~(np.abs(matrix) <= limit)  # no reading, or one no cell can give (a glitch)
         quantised = np.round(np.where(nan, 0.0, matrix) / resolution).astype(np.int64)
         flat = np.diff(quantised, axis=0, prepend=0)
         flat[0] = np.diff(quantised[0], prepend=0)

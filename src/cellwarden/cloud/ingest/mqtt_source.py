@@ -10,6 +10,7 @@ acknowledged is delivered again when it comes back.
 
 from __future__ import annotations
 
+import logging
 import queue
 import ssl
 import threading
@@ -23,6 +24,7 @@ from paho.mqtt.properties import Properties
 from cellwarden.telemetry.broker_url import BrokerUrl
 from cellwarden.telemetry.schema import TOPIC_ROOT
 
+log = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 86400
 KEEPALIVE_S = 30
 
@@ -33,6 +35,7 @@ class Message:
     payload: bytes
     mid: int
     qos: int
+    connection: int = 0  # which connection delivered it (a packet id is per connection)
 
 
 class MqttSource:
@@ -60,7 +63,8 @@ class MqttSource:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
-        client.on_subscribe = lambda *_: self.subscribed.set()
+        client.on_subscribe = self._on_subscribe
+        self.connections = 0
         self._properties = Properties(PacketTypes.CONNECT)
         self._properties.SessionExpiryInterval = SESSION_EXPIRY_S
         self._properties.ReceiveMaximum = receive_maximum
@@ -78,14 +82,18 @@ class MqttSource:
         self.client.loop_stop()
 
     def ack(self, message: Message) -> None:
-        if message.qos > 0:
+        """Acknowledge a stored message; one from an earlier connection is not (the broker
+        sends it again on this one, and its packet id may now name another message)."""
+        if message.qos > 0 and message.connection == self.connections:
             self.client.ack(message.mid, message.qos)
 
     def _on_connect(self, client, userdata, flags, reason, properties) -> None:
         if reason.is_failure:
             self.last_error = f"broker refused the connection: {reason}"
+            log.error(self.last_error)
             return
         self.connected = True
+        self.connections += 1
         client.subscribe(self.subscription, qos=1)
 
     def _on_disconnect(self, client, userdata, flags, reason, properties) -> None:
@@ -93,5 +101,14 @@ class MqttSource:
         if reason.is_failure:
             self.last_error = f"disconnected: {reason}"
 
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        refused = [str(code) for code in reason_codes if code.is_failure]
+        if refused:
+            self.last_error = f"subscription to {self.subscription} refused: {', '.join(refused)}"
+            log.error(self.last_error)
+            return
+        self.subscribed.set()
+
     def _on_message(self, client, userdata, message) -> None:
-        self.inbox.put(Message(message.topic, bytes(message.payload), message.mid, message.qos))
+        self.inbox.put(Message(message.topic, bytes(message.payload), message.mid, message.qos,
+                               self.connections))  # fmt: skip

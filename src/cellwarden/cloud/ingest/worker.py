@@ -85,7 +85,6 @@ class IngestWorker:
                 prepared.rejected.append((message, str(reason)))
                 continue
             if arrival is not None:
-                arrival.rows  # noqa: B018 - made here, before the write lock is taken
                 prepared.items.append(_Item(message, arrival))
         return prepared
 
@@ -117,9 +116,7 @@ class IngestWorker:
         if ref is None:
             raise RejectedError(f"device {device_id!r} is not registered")
         if ref.fleet != fleet:
-            raise RejectedError(
-                f"device {device_id!r} belongs to fleet {ref.fleet!r}, not {fleet!r}"
-            )
+            raise RejectedError(f"device {device_id!r} is not registered in fleet {fleet!r}")
         if leaf == STATUS:
             prepared.statuses.append(_status(ref.pack_id, message))
             return None
@@ -128,15 +125,15 @@ class IngestWorker:
         except ValueError:
             raise RejectedError(f"unknown record kind {leaf!r} in the topic") from None
         try:
-            frame = decode_frame(message.payload)
+            return _checked_arrival(ref.pack_id, kind, message.payload, now_s)
+        except RejectedError:
+            raise
         except PayloadError as error:
             raise RejectedError(str(error)) from None
-        if frame.kind is not kind:
-            raise RejectedError(f"a {frame.kind.value} payload on a {kind.value} topic")
-        reason = validation.problem(frame, now_s)
-        if reason is not None:
-            raise RejectedError(reason)
-        return Arrival(ref.pack_id, frame, now_s)
+        except Exception as error:  # a payload must never stop the worker: any other failure
+            raise RejectedError(
+                f"payload cannot be read: {type(error).__name__}: {error}"[:500]
+            ) from None
 
     def _store(self, items: list[_Item], now_s: float) -> None:
         if not items:
@@ -145,16 +142,26 @@ class IngestWorker:
             count = self.store.writer.write([item.arrival for item in items])
             fresh = count.fresh
         except Exception as error:  # isolate the record the database refuses
+            if self.store.db.dialect.transient(error):
+                raise  # a busy or unreachable database: the batch is retried, nothing acked
             log.warning("batch write failed (%s); storing payload by payload", error)
             count, fresh = None, self._store_one_by_one(items, now_s)
         if count is not None:
             self.counters.accepted += count.accepted
             self.counters.duplicates += count.duplicates
         if self.on_stored is not None and fresh:
+            self._after_store(fresh, now_s)
+
+    def _after_store(self, fresh: list[Arrival], now_s: float) -> None:
+        """Alarm rules over the new records; tried twice (two workers raising the same alarm
+        at once: the second finds the first's), then logged, never blocking telemetry."""
+        for attempt in range(2):
             try:  # rules see only records new to the store (not QoS 1 redeliveries)
                 self.on_stored(fresh, now_s)
-            except Exception:  # an alarm rule's failure must not lose or block telemetry
-                log.exception("after-store hook failed")
+                return
+            except Exception:
+                if attempt:
+                    log.exception("after-store hook failed")
 
     def _store_one_by_one(self, items: list[_Item], now_s: float) -> list[Arrival]:
         fresh = []
@@ -162,7 +169,7 @@ class IngestWorker:
             try:
                 count = self.store.writer.write([item.arrival])
             except Exception as error:
-                if not self._database_alive():
+                if self.store.db.dialect.transient(error) or not self._database_alive():
                     raise
                 self._quarantine(item.message, f"not storable: {error}", now_s)
                 continue
@@ -208,6 +215,19 @@ class IngestWorker:
                 log.error("database unavailable (%s); retrying in %.1f s", error, wait_s)
                 if stop.wait(wait_s):
                     raise SystemExit("stopped while the database was unavailable") from None
+
+
+def _checked_arrival(pack_id: int, kind: Kind, payload: bytes, now_s: float) -> Arrival:
+    """Decode, validate and make the rows of one payload (CPU only; raises on anything bad)."""
+    frame = decode_frame(payload)
+    if frame.kind is not kind:
+        raise RejectedError(f"a {frame.kind.value} payload on a {kind.value} topic")
+    reason = validation.problem(frame, now_s)
+    if reason is not None:
+        raise RejectedError(reason)
+    arrival = Arrival(pack_id, frame, now_s)
+    arrival.rows  # noqa: B018 - made here, before the write lock is taken
+    return arrival
 
 
 def _status(pack_id: int, message: Message) -> tuple[int, str, str | None]:

@@ -12,8 +12,6 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
-from cellwarden.model.errors import ConfigError
-
 
 class StoreError(RuntimeError):
     """A storage failure that names what went wrong (unreachable server, newer schema, ...)."""
@@ -42,6 +40,10 @@ class Dialect(Protocol):
 
     def close(self, connection: Any) -> None:
         """Close a connection and what the dialect keeps for it."""
+        ...
+
+    def transient(self, error: BaseException) -> bool:
+        """Whether ``error`` is the database being busy or away (retry), not the data."""
         ...
 
     def lock_migrations(self, connection: Any) -> None:
@@ -79,17 +81,28 @@ class Database:
         self.dialect = dialect
         self.url = url
         self._local = threading.local()
-        self._all: list[Any] = []
+        self._all: list[tuple[threading.Thread, Any]] = []
         self._lock = threading.Lock()
 
     @property
     def connection(self) -> Any:
         connection = getattr(self._local, "connection", None)
         if connection is None:
+            self._close_orphans()
             connection = self._local.connection = self.dialect.connect()
             with self._lock:
-                self._all.append(connection)
+                self._all.append((threading.current_thread(), connection))
         return connection
+
+    def _close_orphans(self) -> None:
+        """Close the connections of threads that have ended (a server's pool replaces idle
+        threads; their connections would otherwise stay open for good)."""
+        with self._lock:
+            orphans = [c for thread, c in self._all if not thread.is_alive()]
+            self._all = [(t, c) for t, c in self._all if t.is_alive()]
+        for connection in orphans:
+            with contextlib.suppress(Exception):
+                self.dialect.close(connection)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Any]:
@@ -136,14 +149,14 @@ class Database:
                           getattr(connection, "closed", False))  # fmt: skip
         if broken:
             self._local.connection = None
-            with self._lock, contextlib.suppress(ValueError):
-                self._all.remove(connection)
+            with self._lock:
+                self._all = [(t, c) for t, c in self._all if c is not connection]
             with contextlib.suppress(Exception):
                 self.dialect.close(connection)
 
     def close(self) -> None:
         with self._lock:
-            for connection in self._all:
+            for _, connection in self._all:
                 with contextlib.suppress(Exception):
                     self.dialect.close(connection)
             self._all.clear()
@@ -151,14 +164,14 @@ class Database:
 
 
 def open_database(url: str) -> Database:
-    """``sqlite:///path.db`` (or a plain path) or ``postgresql://...``; ConfigError otherwise."""
+    """``sqlite:///path.db`` (or a plain path) or ``postgresql://...``; StoreError otherwise."""
     if url.startswith(("postgresql://", "postgres://")):
         from cellwarden.cloud.store.postgres_dialect import PostgresDialect
 
         return Database(PostgresDialect(url), url)
     path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
     if "://" in path:
-        raise ConfigError(
+        raise StoreError(
             f"database URL {url!r}: use sqlite:///PATH (or a path) or postgresql://..."
         )
     from cellwarden.cloud.store.sqlite_dialect import SqliteDialect

@@ -24,7 +24,6 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
 from cellwarden.cloud.store.database import StoreError
-from cellwarden.model.errors import ConfigError
 
 DAY_S = 86_400
 EARLIEST_PARTITION_S = 946_684_800.0  # 2000-01-01 UTC: older device times stay in default
@@ -47,7 +46,7 @@ class PostgresDialect:
         try:
             self.params = conninfo_to_dict(url)
         except psycopg.Error as error:
-            raise ConfigError(f"database URL is not a valid PostgreSQL URL: {error}") from None
+            raise StoreError(f"database URL is not a valid PostgreSQL URL: {error}") from None
         self._days: set[tuple[str, int]] = set()  # (table, day) partitions known committed
         self._made: dict[int, set[tuple[str, int]]] = {}  # connection id -> made in its tx
         self._days_lock = threading.Lock()
@@ -98,6 +97,13 @@ class PostgresDialect:
         elif status == TransactionStatus.INERROR:
             connection.rollback()
         self._made.pop(id(connection), None)
+
+    def transient(self, error: BaseException) -> bool:
+        """Connection trouble, deadlocks, serialisation failures, lock and statement timeouts."""
+        if isinstance(error, psycopg.OperationalError | StoreError):
+            return True
+        state = getattr(getattr(error, "diag", None), "sqlstate", None) or ""
+        return state.startswith("40") or state in ("55P03", "57014")
 
     def lock_migrations(self, connection: psycopg.Connection) -> None:
         """Hold other migrators of this schema off until this transaction ends."""

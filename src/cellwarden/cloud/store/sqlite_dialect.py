@@ -1,8 +1,8 @@
 """SQLite, embedded: one file in WAL mode, readers never wait for the writer.
 
-Writers (ingest processes, the API, the scheduler) queue on an advisory file lock next to the
-database before ``BEGIN IMMEDIATE``: the next one starts the moment the lock is released,
-instead of polling in SQLite's busy handler with back-off sleeps of up to 100 ms.
+Writers (ingest processes, the API, the scheduler) take an advisory file lock next to the
+database before ``BEGIN IMMEDIATE``, polling it every few milliseconds, instead of SQLite's
+busy handler whose back-off sleeps grow to 100 ms.
 """
 
 from __future__ import annotations
@@ -32,6 +32,23 @@ def _wal(connection: sqlite3.Connection) -> None:
             if "locked" not in str(error) or time.monotonic() > deadline:
                 raise
             time.sleep(0.02)
+
+
+def _lock(descriptor: int, path: Path) -> None:
+    """The writers' file lock, waited for up to ``BUSY_TIMEOUT_S`` (StoreError after)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    wait_s = 0.0005
+    while True:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise StoreError(
+                    f"{path} is locked by another writer for more than {BUSY_TIMEOUT_S:.0f} s"
+                ) from None
+            time.sleep(wait_s)
+            wait_s = min(wait_s * 2, 0.005)
 
 
 class SqliteDialect:
@@ -66,7 +83,7 @@ class SqliteDialect:
             lock_path = self.path.with_name(self.path.name + ".writer-lock")
             descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
             self._lock_files[id(connection)] = descriptor
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        _lock(descriptor, self.path)
         try:
             connection.execute("BEGIN IMMEDIATE")  # a deferred writer can fail without waiting
         except BaseException:
@@ -83,6 +100,9 @@ class SqliteDialect:
         if descriptor is not None:
             os.close(descriptor)
         connection.close()
+
+    def transient(self, error: BaseException) -> bool:
+        return isinstance(error, sqlite3.OperationalError | StoreError | OSError)
 
     def lock_migrations(self, connection: sqlite3.Connection) -> None:
         return None  # BEGIN IMMEDIATE serialises writers already
