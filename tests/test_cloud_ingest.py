@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -191,4 +192,28 @@ def test_a_payload_that_breaks_the_decoder_is_quarantined_not_retried_forever(st
     good = message("cw/fleet-a/dev-1/summary", payload(Kind.SUMMARY, summaries(100, 3)))
     worker.process([message(f"cw/fleet-a/dev-1/{kind}", body), good])  # returns: acked
     assert len(store.ingest_log.quarantined()) == 1
+    assert count(store, "summary") == 3
+
+
+def test_a_batch_retried_after_a_database_failure_is_quarantined_once(store, monkeypatch):
+    worker = IngestWorker(store, "w1", clock=lambda: NOW_S)
+    batch = [
+        message("cw/fleet-a/dev-1/summary", b"\x07garbage"),
+        message("cw/fleet-a/dev-1/summary", payload(Kind.SUMMARY, summaries(0, 3))),
+    ]
+    write = store.writer.write
+    failures = iter([sqlite3.OperationalError("database is locked")])
+
+    def flaky(arrivals):
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        return write(arrivals)
+
+    monkeypatch.setattr(store.writer, "write", flaky)
+    with pytest.raises(sqlite3.OperationalError):
+        worker.process(batch)  # the worker's loop retries the batch, unacknowledged
+    worker.process(batch)
+    assert len(store.ingest_log.quarantined()) == 1
+    assert worker.counters.quarantined == 1
     assert count(store, "summary") == 3

@@ -91,11 +91,11 @@ class IngestWorker:
     def commit(self, prepared: Prepared) -> None:
         """Write what ``prepare`` made of a batch: quarantine, status, records; then alarms."""
         now_s = prepared.now_s
+        self._store(prepared.items, now_s)  # first: when it fails, nothing else was written
         for message, reason in prepared.rejected:
             self._quarantine(message, reason, now_s)
         for pack_id, state, firmware in prepared.statuses:
             self.store.writer.status(pack_id, state, firmware, now_s)
-        self._store(prepared.items, now_s)
         self.counters.messages += len(prepared.messages)
         if now_s - self._counters_saved_s >= COUNTERS_EVERY_S:
             self.save_counters()
@@ -186,8 +186,8 @@ class IngestWorker:
         return True
 
     def _quarantine(self, message: Message, reason: str, now_s: float) -> None:
-        self.counters.quarantined += 1
         self.store.ingest_log.quarantine(message.topic, reason, message.payload, now_s)
+        self.counters.quarantined += 1
 
     # --- the loop -----------------------------------------------------------------------------
     def run(self, source: MqttSource, stop: threading.Event) -> None:
