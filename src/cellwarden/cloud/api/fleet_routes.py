@@ -18,7 +18,10 @@ PerPage = Annotated[int, Query(ge=1, le=500)]
 @router.get("/me")
 def me(user: UserDep, store: StoreDep) -> dict[str, Any]:
     """The caller and their role in each organisation."""
-    names = dict(store.db.query("SELECT id, name FROM organisations"))
+    orgs = sorted(user.roles)
+    marks = ", ".join("?" * len(orgs))
+    names = dict(store.db.query(f"SELECT id, name FROM organisations WHERE id IN ({marks})",
+                                orgs)) if orgs else {}  # fmt: skip
     return {
         "name": user.name, "email": user.email,
         "organisations": [{"id": org, "name": names.get(org), "role": role.value}

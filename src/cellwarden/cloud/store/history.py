@@ -14,6 +14,8 @@ import numpy as np
 
 from cellwarden.cloud.store.database import Database
 from cellwarden.cloud.store.schema_v1 import (
+    CELL_COLUMNS,
+    EVENT_COLUMNS,
     HEALTH_COLUMNS,
     POSITION_COLUMNS,
     ROLLUP_COLUMNS,
@@ -32,8 +34,7 @@ HISTORY_TABLES = {
     "summary": ("time_s", ("seq", *SUMMARY_COLUMNS)),
     "positions": ("time_s", ("seq", *POSITION_COLUMNS)),
     "health": ("time_s", ("seq", *HEALTH_COLUMNS)),
-    "events": ("time_s", ("seq", "source", "code", "name", "kind", "value", "action",
-                          "freeze_frame")),
+    "events": ("time_s", ("seq", *EVENT_COLUMNS)),
     "summary_1m": ("bucket_s", ("samples", *(name for name, _, _ in ROLLUP_COLUMNS))),
     "summary_1h": ("bucket_s", ("samples", *(name for name, _, _ in ROLLUP_COLUMNS))),
 }  # fmt: skip
@@ -294,8 +295,7 @@ class History:
         """Chunks of rows of one table, oldest first (cells as one column per cell)."""
         if table == "cells":
             count = pack.cell_count or self._cell_count(pack)
-            for rows in self._chunks("cells", ("seq", "cell_count", "voltage_mv", "temp_dc",
-                                               "balancing"), pack, from_s, to_s):  # fmt: skip
+            for rows in self._chunks("cells", ("seq", *CELL_COLUMNS), pack, from_s, to_s):
                 yield [_cell_row(row, count) for row in rows]
             return
         yield from self._chunks(table, HISTORY_TABLES[table][1], pack, from_s, to_s)

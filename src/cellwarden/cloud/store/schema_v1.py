@@ -18,6 +18,9 @@ POSITION_COLUMNS = ("latitude_deg", "longitude_deg", "speed_kmh", "course_deg", 
                     "hdop")  # fmt: skip
 HEALTH_COLUMNS = ("link_up", "signal_dbm", "queue_records", "queue_bytes", "dropped_records",
                   "logger_dropped", "bytes_sent")  # fmt: skip
+CELL_COLUMNS = ("cell_count", "voltage_mv", "temp_dc", "balancing")
+EVENT_COLUMNS = ("source", "code", "name", "kind", "value", "action", "freeze_frame")
+REPLY_COLUMNS = ("command_id", "ok", "body")
 ROLLUP_COLUMNS = (
     # (column, aggregate of the finer level, source column)
     ("soc_pct", "avg", "soc_pct"), ("soh_pct", "avg", "soh_pct"),

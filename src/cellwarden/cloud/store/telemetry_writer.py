@@ -18,7 +18,14 @@ import numpy as np
 
 from cellwarden.cloud.store.database import Database
 from cellwarden.cloud.store.rollup import dirty_rows
-from cellwarden.cloud.store.schema_v1 import HEALTH_COLUMNS, POSITION_COLUMNS, SUMMARY_COLUMNS
+from cellwarden.cloud.store.schema_v1 import (
+    CELL_COLUMNS,
+    EVENT_COLUMNS,
+    HEALTH_COLUMNS,
+    POSITION_COLUMNS,
+    REPLY_COLUMNS,
+    SUMMARY_COLUMNS,
+)
 from cellwarden.telemetry.codec import Frame
 from cellwarden.telemetry.schema import Kind
 
@@ -51,13 +58,11 @@ _COLUMNAR = {
     Kind.POSITION: ("positions", POSITION_COLUMNS),
     Kind.HEALTH: ("health", HEALTH_COLUMNS),
 }
-_TABLES = {Kind.SUMMARY: "summary", Kind.POSITION: "positions", Kind.HEALTH: "health",
-           Kind.CELLS: "cells", Kind.EVENT: "events", Kind.REPLY: "replies"}  # fmt: skip
 _LATEST = {
     # kind -> (time column in pack_latest, columns copied from the newest record)
     Kind.SUMMARY: ("time_s", SUMMARY_COLUMNS),
     Kind.POSITION: ("position_time_s", ("latitude_deg", "longitude_deg", "speed_kmh")),
-    Kind.CELLS: ("cells_time_s", ("cell_count", "voltage_mv", "temp_dc", "balancing")),
+    Kind.CELLS: ("cells_time_s", CELL_COLUMNS),
 }
 
 
@@ -109,7 +114,7 @@ class TelemetryWriter:
         """Whether this write stored any of the arrival's records (rows stored before keep
         their earlier ``received_s``)."""
         seqs = arrival.frame.seqs
-        table = _TABLES[arrival.frame.kind]
+        table = arrival.rows[0]
         row = self.db.execute(
             f"SELECT 1 FROM {table} WHERE pack_id = ? AND seq >= ? AND seq <= ? "
             "AND received_s = ? LIMIT 1",
@@ -160,9 +165,9 @@ _BODY_COLUMNS = {
     "summary": SUMMARY_COLUMNS,
     "positions": POSITION_COLUMNS,
     "health": HEALTH_COLUMNS,
-    "cells": ("cell_count", "voltage_mv", "temp_dc", "balancing"),
-    "events": ("source", "code", "name", "kind", "value", "action", "freeze_frame"),
-    "replies": ("command_id", "ok", "body"),
+    "cells": CELL_COLUMNS,
+    "events": EVENT_COLUMNS,
+    "replies": REPLY_COLUMNS,
 }
 
 
