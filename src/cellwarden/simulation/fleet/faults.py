@@ -9,14 +9,18 @@ contact resistance) and the protection it would trip:
   reaches empty before the pack does (under-voltage trip).
 - ``resistance_growth``: one cell's resistance 1 + 0.05 (exp(days / tau) - 1) times its own;
   trips under-voltage when its sag at the day's peak current passes 0.75 V.
-- ``cooling``: thermal resistance 1 + 0.1 (exp(days / tau) - 1) times its own; trips over
-  temperature when a day's peak passes 55 °C.
+- ``cooling``: thermal resistance 1 + 0.1 (exp(days / tau) - 1) times its own, tau twice as
+  long as the others'; trips over temperature when a day's peak passes 55 °C where the
+  healthy cooling would have stayed below.
 - ``current_sensor``: offset growing linearly, trip at 5 % of the capacity in amperes
   (the plausibility check against the path-open reading).
 - ``voltage_sensor``: one cell channel's offset growing linearly, trip at 100 mV (cell sum
   against the pack measurement).
 - ``contactor``: contact resistance 1 + 0.05 (exp(days / tau) - 1) times its own, trip at five
   times (the closed-contactor drop check).
+
+Contactor wear and cooling faults are not injected into floating (telecom) packs: their
+contactor does not switch under load and the cooling that matters is the cabinet's.
 
 After its trip the fault is repaired (cell, sensor, fan or contactor replaced) the next day.
 """
@@ -31,6 +35,8 @@ FAULT_KINDS = (
     "self_discharge", "resistance_growth", "cooling", "current_sensor", "voltage_sensor",
     "contactor",
 )  # fmt: skip
+FLOATING_KINDS = [FAULT_KINDS.index(name) for name in
+                  ("self_discharge", "resistance_growth", "current_sensor", "voltage_sensor")]
 SELF_DISCHARGE_START_A = 1e-3
 UNDER_VOLTAGE_SAG_V = 0.75
 OVER_TEMPERATURE_C = 55.0
@@ -53,13 +59,19 @@ class FaultPlan:
     @classmethod
     def draw(
         cls, rng: np.random.Generator, packs: int, days: int, fraction: float,
-        cells: np.ndarray, capacity_ah: np.ndarray,
+        cells: np.ndarray, capacity_ah: np.ndarray, floating: np.ndarray,
     ) -> FaultPlan:  # fmt: skip
         faulty = rng.random(packs) < fraction
         kind = np.where(faulty, rng.integers(0, len(FAULT_KINDS), packs), -1)
+        # a contactor wears by switching under load and a pack's cooling works against its
+        # own heat: neither on a floating pack (a telecom cabinet's cooling is not the pack's)
+        loaded_only = np.isin(kind, [FAULT_KINDS.index("contactor"), FAULT_KINDS.index("cooling")])
+        kind = np.where(loaded_only & floating, rng.choice(FLOATING_KINDS, packs), kind)
         earliest = min(120, days // 3)
         onset = rng.integers(earliest, max(earliest + 1, days - 60), packs)
         tau = rng.uniform(22.0, 45.0, packs)
+        # cooling wears slower (a clogging filter, a pump losing flow)
+        tau = np.where(kind == FAULT_KINDS.index("cooling"), 2.0 * tau, tau)
         drift = np.where(
             kind == FAULT_KINDS.index("current_sensor"),
             rng.uniform(3e-4, 1e-3, packs) * capacity_ah,

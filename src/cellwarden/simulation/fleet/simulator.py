@@ -42,6 +42,7 @@ OCV_SLOPE_MV_PER_PCT = {"NMC": 8.0, "LFP": 2.0, "LTO": 5.0}
 BALANCE_HOURS_PER_DAY = 6.0
 CONTACTOR_RESISTANCE_MOHM = 0.3
 DERATE_TEMP_C = 50.0
+FLOAT_CURRENT_C = 0.005  # a floating telecom pack's current, per Ah
 SOH_NOISE_PCT = 0.3  # sd of the BMS capacity estimate from one day to the next
 
 
@@ -134,7 +135,8 @@ class _Fleet:
         self.voltage_bias_mv = rng.normal(0.0, 3.0, n)
         self.voltage_sign = rng.choice([-1.0, 1.0], n)
         self.faults = FaultPlan.draw(
-            rng, n, spec.days, spec.fault_fraction, self.cells, self.rated_ah
+            rng, n, spec.days, spec.fault_fraction, self.cells, self.rated_ah,
+            np.array([kind.name == "telecom" for kind in self.kinds]),
         )
         self.faults.onset_day = np.maximum(self.faults.onset_day, self.commission_day + 60.0)
         self.law = LAWS[spec.ageing_law](
@@ -215,6 +217,7 @@ def simulate_fleet(spec: FleetSpec) -> FleetRun:
         dod = np.where(telecom & working & ~outage, 0.002, dod)
         soc_mean = np.where(in_service, target - dod * (0.25 + 0.5 * use_hours / 24.0), target)
         current_rms = np.where(efc > 0, c_rms * fleet.rated_ah * np.sqrt(intensity), 0.0)
+        current_rms = np.where(telecom & ~outage, FLOAT_CURRENT_C * fleet.rated_ah, current_rms)
         current_peak = np.where(efc > 0, c_peak * fleet.rated_ah * rng.normal(1.0, 0.1, n), 0.0)
 
         # developing faults
