@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from cellwarden.cli_cloud import cloud_app
+from cellwarden.cli_fleet import fleet_app
 from cellwarden.cli_output import console, error_console
 from cellwarden.cli_output import fail as _fail
 from cellwarden.model.errors import ConfigError
@@ -167,6 +168,7 @@ edge_app = typer.Typer(
 )
 app.add_typer(edge_app, name="edge")
 app.add_typer(cloud_app, name="cloud")
+app.add_typer(fleet_app, name="fleet")
 
 
 @edge_app.command("run")

@@ -27,10 +27,10 @@ class FleetAnalysis:
         """Plain JSON: lists of records with NaN as null."""
         return {
             "as_of": self.as_of.isoformat(),
-            "ranking": _records(self.ranking),
-            "forecast": _records(self.forecast),
-            "prognosis": _records(self.prognosis),
-            "rotation": _records(self.rotation),
+            "ranking": records(self.ranking),
+            "forecast": records(self.forecast),
+            "prognosis": records(self.prognosis),
+            "rotation": records(self.rotation),
         }
 
 
@@ -53,7 +53,7 @@ def analyse_fleet(
     )
 
 
-def _records(frame: pd.DataFrame) -> list[dict]:
+def records(frame: pd.DataFrame) -> list[dict]:
     clean = frame.astype(object).where(frame.notna(), None)
     records = clean.to_dict(orient="records")
     for record in records:

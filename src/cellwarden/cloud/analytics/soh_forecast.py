@@ -297,7 +297,8 @@ def _pack_forecast(matrix, members, group, pack, origin, settings, rng) -> dict:
         fitted = sum(m.weight * (m.x_history @ m.theta) for m in members)
         crossed = np.flatnonzero(fitted <= settings.eol_soh_pct)
         mean_eol = float(crossed[0] - origin) if len(crossed) else 0.0
-    p10, p90 = np.quantile(eol_days, [0.1, 0.9])
+    never = 1e9  # a draw that never reaches EoL sorts last
+    p10, p90 = np.quantile(np.where(np.isfinite(eol_days), eol_days, never), [0.1, 0.9])
     as_of = matrix.dates[0] + pd.Timedelta(days=origin)
     limit_days = settings.max_years * 365.25
 

@@ -127,7 +127,10 @@ def fit_packs(
     rhs = np.einsum("pd,pdi,pd->pi", weight, x, y)
     packs = soh.shape[0]
     if prior_mean is None:
-        start = np.nanmedian(np.where(usable, soh, np.nan)[:, :60], axis=1)
+        first = np.argmax(usable, axis=1)[:, None]
+        early = usable & (days[None, :] < first + 60)
+        start = np.array([np.median(row[mask]) if mask.any() else np.nan
+                          for row, mask in zip(soh, early, strict=True)])  # fmt: skip
         prior_mean = np.stack([np.where(np.isfinite(start), start, 100.0),
                                np.zeros(packs), np.zeros(packs)], axis=1)  # fmt: skip
         prior_sd = np.tile([3.0, 1e3, 1e3], (packs, 1))

@@ -35,8 +35,10 @@ FAULT_KINDS = (
     "self_discharge", "resistance_growth", "cooling", "current_sensor", "voltage_sensor",
     "contactor",
 )  # fmt: skip
-FLOATING_KINDS = [FAULT_KINDS.index(name) for name in
-                  ("self_discharge", "resistance_growth", "current_sensor", "voltage_sensor")]
+FLOATING_KINDS = [
+    FAULT_KINDS.index(name)
+    for name in ("self_discharge", "resistance_growth", "current_sensor", "voltage_sensor")
+]
 SELF_DISCHARGE_START_A = 1e-3
 UNDER_VOLTAGE_SAG_V = 0.75
 OVER_TEMPERATURE_C = 55.0

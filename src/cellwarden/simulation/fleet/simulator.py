@@ -135,7 +135,12 @@ class _Fleet:
         self.voltage_bias_mv = rng.normal(0.0, 3.0, n)
         self.voltage_sign = rng.choice([-1.0, 1.0], n)
         self.faults = FaultPlan.draw(
-            rng, n, spec.days, spec.fault_fraction, self.cells, self.rated_ah,
+            rng,
+            n,
+            spec.days,
+            spec.fault_fraction,
+            self.cells,
+            self.rated_ah,
             np.array([kind.name == "telecom" for kind in self.kinds]),
         )
         self.faults.onset_day = np.maximum(self.faults.onset_day, self.commission_day + 60.0)
