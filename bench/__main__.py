@@ -18,6 +18,7 @@ from bench import (
     cloud_ingest,
     edge_bytes,
     edge_fleet,
+    fleet_analytics,
     health_accuracy,
     multi_master_speed,
     plant_throughput,
@@ -37,6 +38,7 @@ BENCHES = {
     "edge_fleet": edge_fleet.measure,
     "cloud_ingest": cloud_ingest.measure,
     "cloud_api": cloud_api.measure,
+    "fleet_analytics": fleet_analytics.measure,
 }
 
 

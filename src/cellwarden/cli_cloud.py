@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cellwarden.cli_output import console, fail
+from cellwarden.cli_output import console, error_console, fail
+
+if TYPE_CHECKING:
+    from cellwarden.cloud.store.cloud_store import CloudStore
 
 cloud_app = typer.Typer(
     help="The fleet platform: MQTT ingest, storage, alarms, the API and the web dashboard.",
@@ -120,10 +127,17 @@ fleets_app = typer.Typer(help="Fleets (the fleet id devices use in their topics)
                          no_args_is_help=True)  # fmt: skip
 packs_app = typer.Typer(help="Packs: devices known to ingest.", no_args_is_help=True)
 users_app = typer.Typer(help="Users and their API tokens.", no_args_is_help=True)
+history_app = typer.Typer(help="Daily pack figures of a fleet as fleet history files.",
+                          no_args_is_help=True)  # fmt: skip
+analytics_app = typer.Typer(help="Fleet analytics: ranking, forecast, prognosis, rotation.",
+                            no_args_is_help=True)  # fmt: skip
 cloud_app.add_typer(orgs_app, name="orgs")
 cloud_app.add_typer(fleets_app, name="fleets")
 cloud_app.add_typer(packs_app, name="packs")
 cloud_app.add_typer(users_app, name="users")
+cloud_app.add_typer(history_app, name="history")
+cloud_app.add_typer(analytics_app, name="analytics")
+FleetOption = Annotated[str, typer.Option("--fleet", help="The fleet (its name).")]
 
 
 def _registry_do(db: str, action):
@@ -132,6 +146,20 @@ def _registry_do(db: str, action):
     store = _store(db)
     try:
         return action(store.registry)
+    except RegistryError as error:
+        raise fail(error) from None
+    finally:
+        store.close()
+
+
+@contextlib.contextmanager
+def _fleet_store(db: str, fleet: str) -> Iterator[tuple[CloudStore, int]]:
+    """(the store, the fleet's id), the store closed after; an unknown fleet fails."""
+    from cellwarden.cloud.store.registry import RegistryError
+
+    store = _store(db)
+    try:
+        yield store, store.registry.fleet(fleet)[0]
     except RegistryError as error:
         raise fail(error) from None
     finally:
@@ -195,6 +223,100 @@ def users_add(
     )
     console.print(f"user {name!r} ({chosen.value} in {org!r}); token:", highlight=False)
     print(token)
+
+
+@history_app.command("import")
+def history_import(
+    file: Annotated[Path, typer.Argument(help="Fleet history, .csv or .parquet.")],
+    fleet: FleetOption,
+    db: DbOption = DEFAULT_DB,
+    create_packs: Annotated[bool, typer.Option(
+        "--create-packs", help="Register packs the fleet does not have (else their rows are "
+        "refused).")] = False,
+) -> None:  # fmt: skip
+    """Store a history file's rows in the fleet, replacing the days they hold; prints every
+    row left out with its line. Exit code 1 when nothing could be written."""
+    from cellwarden.cloud.store.daily_history import read_import
+    from cellwarden.telemetry.fleet_history import HistoryError
+
+    try:
+        history = read_import(file)
+    except HistoryError as error:
+        error_console.print(f"[bold red]error:[/] {error}", highlight=False)
+        raise typer.Exit(1) from None
+    with _fleet_store(db, fleet) as (store, fleet_id):
+        report = store.daily.import_history(fleet_id, history, create_packs)
+    console.print(f"{report.rows_written} rows written to fleet {fleet!r}, "
+                  f"{len(report.packs_created)} packs created", highlight=False)  # fmt: skip
+    for problem in report.problems:
+        console.print(f"[yellow]line {problem.line}:[/] {problem.reason}", highlight=False)
+    if not report.rows_written:
+        error_console.print(f"[bold red]error:[/] nothing written from {file}", highlight=False)
+        raise typer.Exit(1)
+
+
+@history_app.command("export")
+def history_export(
+    fleet: FleetOption,
+    out: Annotated[Path, typer.Option("--out", help="File to write, .csv or .parquet.")],
+    db: DbOption = DEFAULT_DB,
+) -> None:  # fmt: skip
+    """Write the fleet's daily rows as a fleet history file."""
+    from cellwarden.telemetry.fleet_history import HistoryError, write_history
+
+    with _fleet_store(db, fleet) as (store, fleet_id):
+        rows = store.daily.export_history(fleet_id)
+    try:
+        write_history(rows, out)
+    except (HistoryError, OSError) as error:
+        raise fail(error) from None
+    console.print(f"{len(rows)} rows of {rows['pack_id'].nunique()} packs written to {out}",
+                  highlight=False)  # fmt: skip
+
+
+@analytics_app.command("run")
+def analytics_run(
+    fleet: FleetOption,
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="Analyse the rows up to this day, YYYY-MM-DD (default: the last).")]
+    = None,
+    db: DbOption = DEFAULT_DB,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the analysis as JSON.")]
+    = False,
+) -> None:  # fmt: skip
+    """Analyse the fleet's daily rows now and keep the result as its latest analysis."""
+    from cellwarden.cloud.analytics.scheduled_analytics import (
+        AnalyticsError,
+        analyse_stored_fleet,
+    )
+
+    try:
+        day = None if as_of is None else date.fromisoformat(as_of)
+    except ValueError:
+        raise fail(f"--as-of {as_of!r} is not a date (YYYY-MM-DD)") from None
+    with _fleet_store(db, fleet) as (store, fleet_id):
+        try:
+            analysis = analyse_stored_fleet(store, fleet_id, day)
+        except AnalyticsError as error:
+            raise fail(error) from None
+    if as_json:
+        print(json.dumps(analysis, indent=2))
+        return
+    ranking, prognosis = analysis["ranking"], analysis["prognosis"]
+    outliers = [row for row in ranking if row["outlier"]]
+    console.print(
+        f"fleet {fleet!r} as of {analysis['as_of']}: {len(ranking)} packs ranked "
+        f"({len(outliers)} outliers), {len(prognosis)} developing faults, "
+        f"{len(analysis['rotation'])} pairs to rotate ({analysis['duration_s']:.1f} s)",
+        highlight=False,
+    )
+    for row in outliers:
+        console.print(f"outlier {row['pack_id']}: {row['reason']}", highlight=False)
+    for row in prognosis:
+        console.print(f"{row['fault_kind']} {row['pack_id']} since {row['first_flag_date']}: "
+                      f"{row['reason']}", highlight=False)  # fmt: skip
+    for row in analysis["rotation"]:
+        console.print(f"rotate: {row['reason']}", highlight=False)
 
 
 @cloud_app.command("demo")

@@ -184,10 +184,12 @@ def score(
     truth_packs = pd.read_csv(truth_dir / "packs.csv", dtype=str, keep_default_na=False)
     day = _day(as_of)
     predicted = forecast(history, day, ForecastSettings(horizon_days, eol_soh_pct))
+    try:
+        forecast_score = score_forecast(predicted, truth_daily, day, horizon_days, eol_soh_pct)
+    except ValueError as error:
+        raise fail(error) from None
     result = {
-        "forecast": score_forecast(
-            predicted, truth_daily, day, horizon_days, eol_soh_pct
-        ).as_dict(),
+        "forecast": forecast_score.as_dict(),
         "prognosis": score_prognosis(
             first_flags(HistoryMatrix.from_history(history)), truth_packs
         ).as_dict(),

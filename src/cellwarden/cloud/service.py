@@ -18,6 +18,7 @@ import uvicorn
 
 from cellwarden.cloud.alarms.engine import AlarmEngine
 from cellwarden.cloud.alarms.notify import Notifier
+from cellwarden.cloud.analytics.scheduled_analytics import run_if_due
 from cellwarden.cloud.api.app import create_app
 from cellwarden.cloud.ingest.process import WorkerConfig, run_worker
 from cellwarden.cloud.scheduler import Job, Scheduler
@@ -26,6 +27,7 @@ from cellwarden.cloud.store.rollup import Retention
 
 log = logging.getLogger(__name__)
 SUPERVISE_S = 1.0
+ANALYTICS_CHECK_S = 3600.0  # the daily fleet analytics run within this of midnight (UTC)
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ def scheduler_for(store, config: ServeConfig) -> Scheduler:
         Job("silent packs", 15.0, alarms.check_silence),
         Job("escalation", 15.0, alarms.escalate),
         Job("notifications", 5.0, notifier.deliver_due),
+        Job("fleet analytics", ANALYTICS_CHECK_S, lambda now_s: run_if_due(store, now_s)),
     ])  # fmt: skip
 
 

@@ -36,7 +36,7 @@ from cellwarden.telemetry.fleet_history import FleetHistory
 SHAPES = tuple(
     Shape(*values)
     for values in itertools.product(
-        (0.5, 0.75, 1.0), (0.5, 0.75, 1.0), (30e3, 60e3, 100e3), (0.0, 30e3), (np.inf, 365.0, 180.0)
+        (0.5, 0.75, 1.0), (0.5, 0.75, 1.0), (30e3, 60e3, 100e3), (0.0, 30e3), (np.inf, 365.0)
     )
 )
 Z_P90 = 1.2815515655446004
@@ -44,6 +44,7 @@ MIN_MODEL_ERROR = 0.05  # relative error of the fade ahead never taken below thi
 SCORE_BLOCK_DAYS = 15
 SMALL_GROUP = 8  # groups smaller than this use the shapes chosen for the whole fleet
 ENSEMBLE = 4  # shapes averaged per group
+LONG_HORIZON_DAYS = 365  # the second back-test, for extrapolation to end of life
 SEASON_HALF_WIDTH_DAYS = 15
 DEFAULT_MODEL_ERROR = 0.3
 FORECAST_COLUMNS = ("pack_id", "soh_pct_at_horizon", "soh_p10_pct", "soh_p90_pct", "eol_date",
@@ -67,7 +68,8 @@ class ForecastSettings:
 class _Group:
     packs: np.ndarray
     members: list[tuple[Shape, float]]  # the best shapes of the back-test, with weights
-    model_error: float  # sd of the model's error, relative to the fade ahead
+    model_error: float  # sd of the model's error, relative to the fade over the horizon
+    model_error_year: float  # the same a year ahead (end-of-life draws)
 
 
 @dataclass
@@ -124,19 +126,25 @@ def _fit_group(soh, sigma, stress, present, shape, cutoff, packs) -> Fit:
 
 
 def _choose_shapes(matrix, soh, sigma, stress, origin, horizon) -> list[_Group]:
-    """The back-tested best shapes and the model error of every pack type."""
+    """The back-tested best shapes and the model errors of every pack type."""
     present = matrix.present
-    scored = {}
+    short, long = {}, {}
     for shape in SHAPES:
         results = [_backtest(soh, sigma, stress, present, shape, cutoff, horizon)
                    for cutoff in (origin - horizon, origin - 2 * horizon)]  # fmt: skip
-        scored[shape] = tuple(np.concatenate(parts, axis=1) for parts in zip(*results, strict=True))
+        short[shape] = tuple(np.concatenate(parts, axis=1) for parts in zip(*results, strict=True))
+        long[shape] = _backtest(
+            soh, sigma, stress, present, shape, origin - LONG_HORIZON_DAYS, LONG_HORIZON_DAYS
+        )
     all_packs = np.arange(len(matrix.pack_ids))
-    fleet_members = _best(scored, all_packs) or [(SHAPES[0], 1.0)]
+    fleet_members = _best(short, long, all_packs) or [(SHAPES[0], 1.0)]
     groups = []
     for packs in matrix.groups().values():
-        members = (_best(scored, packs) if len(packs) >= SMALL_GROUP else None) or fleet_members
-        groups.append(_Group(packs, members, _model_error(scored, members, packs)))
+        members = (
+            _best(short, long, packs) if len(packs) >= SMALL_GROUP else None
+        ) or fleet_members
+        groups.append(_Group(packs, members, _model_error(short, members, packs),
+                             _model_error(long, members, packs)))  # fmt: skip
     return groups
 
 
@@ -234,14 +242,18 @@ def _centred_mean(rate: np.ndarray, present: np.ndarray, half_width: int):
     return window_sum / np.maximum(window_count, 1), window_count > 0
 
 
-def _best(scored, packs) -> list[tuple[Shape, float]] | None:
-    """The ``ENSEMBLE`` best shapes for these packs, weighted by the inverse of their mean
-    squared back-test error (None when too few packs could be scored)."""
+def _best(short, long, packs) -> list[tuple[Shape, float]] | None:
+    """The ``ENSEMBLE`` best shapes for these packs, weighted by the inverse of their score:
+    the mean squared back-test error relative to the mean squared fade, over the forecast's
+    horizon plus (where the history is long enough) over a year (None when too few packs
+    could be scored)."""
     scores = []
-    for shape, (errors, *_rest) in scored.items():
-        values = errors[:, packs]
-        if np.isfinite(values).sum() >= min(5, len(packs)):
-            scores.append((float(np.nanmean(values**2)), shape))
+    for shape in short:
+        score = _relative_error(short[shape], packs)
+        if not np.isfinite(score):
+            continue
+        year = _relative_error(long[shape], packs)
+        scores.append((score + (year if np.isfinite(year) else 0.0), shape))
     if not scores:
         return None
     scores.sort(key=lambda item: item[0])
@@ -249,6 +261,14 @@ def _best(scored, packs) -> list[tuple[Shape, float]] | None:
     inverse = np.array([1.0 / max(score, 1e-12) for score, _shape in best])
     return [(shape, float(w)) for (_score, shape), w in zip(best, inverse / inverse.sum(),
                                                             strict=True)]  # fmt: skip
+
+
+def _relative_error(scored, packs) -> float:
+    errors, _noise, _param, fade = (values[:, packs] for values in scored)
+    ok = np.isfinite(errors) & np.isfinite(fade)
+    if ok.sum() < min(5, len(packs)):
+        return float("nan")
+    return float(np.mean(errors[ok] ** 2) / max(np.mean(fade[ok] ** 2), 1e-12))
 
 
 def _model_error(scored, members, packs) -> float:
@@ -288,7 +308,7 @@ def _pack_forecast(matrix, members, group, pack, origin, settings, rng) -> dict:
         count = max(round(settings.draws * member.weight), 1)
         thetas = rng.multivariate_normal(member.theta, member.covariance, count, method="cholesky")
         thetas[:, 1:] = np.maximum(thetas[:, 1:], 0.0)
-        factor = rng.normal(1.0, group.model_error, count)[:, None]
+        factor = rng.normal(1.0, group.model_error_year, count)[:, None]
         level = thetas @ member.x_ahead[now]
         drawn.append(level[:, None] - factor * (level[:, None] - thetas @ member.x_ahead[now:].T))
     eol_days = _first_below(np.concatenate(drawn), settings.eol_soh_pct)

@@ -13,7 +13,13 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from cellwarden.cloud.alarms.engine import AlarmEngine
-from cellwarden.cloud.api import admin_routes, alarm_routes, fleet_routes, pack_routes
+from cellwarden.cloud.api import (
+    admin_routes,
+    alarm_routes,
+    analytics_routes,
+    fleet_routes,
+    pack_routes,
+)
 from cellwarden.cloud.api.limits import BodyLimit
 from cellwarden.cloud.store.cloud_store import CloudStore
 from cellwarden.cloud.store.database import StoreError
@@ -32,7 +38,7 @@ def create_app(store: CloudStore) -> FastAPI:
     )
     app.state.store = store
     app.state.alarms = AlarmEngine(store.db)
-    for module in (fleet_routes, pack_routes, alarm_routes, admin_routes):
+    for module in (fleet_routes, pack_routes, alarm_routes, analytics_routes, admin_routes):
         app.include_router(module.router)
     app.add_middleware(BodyLimit)
 

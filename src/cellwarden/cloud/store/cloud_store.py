@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cellwarden.cloud.store.daily_history import DailyHistory
 from cellwarden.cloud.store.database import Database, StoreError, open_database
 from cellwarden.cloud.store.history import History
 from cellwarden.cloud.store.ingest_log import IngestLog
@@ -12,8 +13,8 @@ from cellwarden.cloud.store.telemetry_writer import TelemetryWriter
 
 
 class CloudStore:
-    """Registry, telemetry writes, history reads, rollups and the ingest log over one
-    database."""
+    """Registry, telemetry writes, history reads, rollups, the ingest log and the daily
+    figures and analyses of fleets over one database."""
 
     def __init__(self, db: Database, retention: Retention | None = None) -> None:
         self.db = db
@@ -22,6 +23,7 @@ class CloudStore:
         self.ingest_log = IngestLog(db)
         self.history = History(db)
         self.rollup = Rollup(db, retention)
+        self.daily = DailyHistory(db, self.registry)
 
     def close(self) -> None:
         self.db.close()

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cellwarden.cloud.store import schema_v1, schema_v2
+from cellwarden.cloud.store import schema_v1, schema_v2, schema_v3
 from cellwarden.cloud.store.database import Database, StoreError
 
 
@@ -24,6 +24,7 @@ class Migration:
 MIGRATIONS = (
     Migration(1, "registry, telemetry, rollups, alarms", schema_v1.statements),
     Migration(2, "rollup bookkeeping, one open alarm per source", schema_v2.statements),
+    Migration(3, "daily pack figures and fleet analyses", schema_v3.statements),
 )
 LATEST = MIGRATIONS[-1].version
 

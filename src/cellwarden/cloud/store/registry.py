@@ -101,10 +101,21 @@ class Registry:
         chemistry: str | None = None, cell_count: int | None = None,
         capacity_ah: float | None = None,
     ) -> int:  # fmt: skip
+        fleet_id, org_id = self.fleet(fleet)
+        with self.db.transaction():
+            return self.insert_pack(device_id, fleet_id, org_id, name, site_id=site_id,
+                                    chemistry=chemistry, cell_count=cell_count,
+                                    capacity_ah=capacity_ah)  # fmt: skip
+
+    def insert_pack(
+        self, device_id: str, fleet_id: int, org_id: int, name: str | None = None, *,
+        site_id: int | None = None, chemistry: str | None = None, cell_count: int | None = None,
+        capacity_ah: float | None = None,
+    ) -> int:  # fmt: skip
+        """``add_pack`` inside the caller's transaction (changes that stand or fall together)."""
         if not ID_PATTERN.match(device_id):
             raise RegistryError(f"device id {device_id!r}: use 1-64 letters, digits, '_-.'")
-        fleet_id, org_id = self.fleet(fleet)
-        return self._insert("packs", {
+        return self._insert_in_transaction("packs", {
             "device_id": device_id, "org_id": org_id, "fleet_id": fleet_id, "site_id": site_id,
             "name": name or device_id, "chemistry": chemistry, "cell_count": cell_count,
             "capacity_ah": capacity_ah, "created_s": time.time(),

@@ -39,6 +39,11 @@ def score_forecast(
     truly reaching EoL within ``EOL_WITHIN_DAYS`` after ``as_of``."""
     start = pd.Timestamp(as_of)
     end = start + pd.Timedelta(days=horizon_days)
+    if end > truth_daily["date"].max():
+        raise ValueError(
+            f"the truth ends on {truth_daily['date'].max().date()}, before the horizon's end "
+            f"{end.date()}: choose an earlier --as-of"
+        )
     truth = truth_daily.set_index(["pack_id", "date"])["true_soh_capacity_pct"]
     predicted = forecast.set_index("pack_id")
     at_start = truth.xs(start, level="date").reindex(predicted.index)

@@ -41,7 +41,7 @@ from cellwarden.simulation.fleet.kinds import (
 OCV_SLOPE_MV_PER_PCT = {"NMC": 8.0, "LFP": 2.0, "LTO": 5.0}
 BALANCE_HOURS_PER_DAY = 6.0
 CONTACTOR_RESISTANCE_MOHM = 0.3
-DERATE_TEMP_C = 50.0
+DERATE_TEMP_C = 45.0  # the BMS derates from here, 10 K below the over-temperature trip
 FLOAT_CURRENT_C = 0.005  # a floating telecom pack's current, per Ah
 SOH_NOISE_PCT = 0.3  # sd of the BMS capacity estimate from one day to the next
 

@@ -1,0 +1,114 @@
+"""The SoH forecast: an analytic case, and fleets aged by published models it does not share."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cellwarden.cli import app
+from cellwarden.cloud.analytics.soh_forecast import FORECAST_COLUMNS, ForecastSettings, forecast
+from cellwarden.simulation.fleet.scoring import score_forecast
+from cellwarden.simulation.fleet.simulator import FleetSpec, simulate_fleet
+from cellwarden.telemetry.fleet_history import parse_history, write_history
+
+START = date(2022, 1, 1)
+
+
+def _analytic_history(days: int) -> tuple[pd.DataFrame, dict[str, tuple[float, float, float]]]:
+    """SoH = 100 - a sqrt(t) - b EFC at 25 °C and 50 % SoC, with 0.2-point noise."""
+    rng = np.random.default_rng(4)
+    laws = {f"p{i}": (a, b, efc) for i, (a, b, efc) in enumerate(
+        [(0.30, 0.010, 1.0), (0.25, 0.012, 1.0), (0.35, 0.006, 1.2), (0.20, 0.020, 0.8),
+         (0.30, 0.008, 0.9), (0.02, 0.0, 0.01)])}  # fmt: skip
+    frames = []
+    t = np.arange(days, dtype=float)
+    for pack_id, (a, b, efc) in laws.items():
+        soh = 100 - a * np.sqrt(t) - b * efc * t
+        frames.append(pd.DataFrame({
+            "pack_id": pack_id, "date": pd.date_range(START, periods=days),
+            "soh_capacity_pct": soh + rng.normal(0, 0.2, days), "soh_resistance_pct": 100.0,
+            "efc_total": efc * t, "temp_mean_c": 25.0, "temp_max_c": 30.0,
+            "soc_mean_pct": 50.0, "dod_mean_pct": 60.0, "throughput_ah": 2 * efc * 50,
+        }))  # fmt: skip
+    return pd.concat(frames, ignore_index=True), laws
+
+
+def test_forecast_and_eol_of_an_analytic_fade():
+    rows, laws = _analytic_history(900)
+    as_of = START + timedelta(days=700)
+    result = forecast(parse_history(rows), as_of, ForecastSettings(horizon_days=60)).set_index(
+        "pack_id"
+    )
+    for pack_id, (a, b, efc) in laws.items():
+        t = 760.0
+        assert result.at[pack_id, "soh_pct_at_horizon"] == pytest.approx(
+            100 - a * np.sqrt(t) - b * efc * t, abs=0.1
+        )
+        low, high = result.at[pack_id, "soh_p10_pct"], result.at[pack_id, "soh_p90_pct"]
+        assert low < result.at[pack_id, "soh_pct_at_horizon"] < high
+        if b == 0:  # 0.02 sqrt(days): 80 % after 2 739 years, beyond the 10 years looked at
+            assert result.at[pack_id, "eol_date"] == ""
+            continue
+        root = (-a + np.sqrt(a * a + 80 * b * efc)) / (2 * b * efc)  # sqrt(t) at SoH 80
+        true_eol = START + timedelta(days=root**2)
+        guessed = date.fromisoformat(result.at[pack_id, "eol_date"])
+        remaining = (true_eol - as_of).days
+        assert 0 < remaining < 730  # reaching EoL within two years
+        assert abs((guessed - true_eol).days) <= 0.05 * remaining
+        assert result.at[pack_id, "eol_p10_date"] <= true_eol.isoformat()
+        assert true_eol.isoformat() <= (result.at[pack_id, "eol_p90_date"] or "9999")
+
+
+def test_only_rows_up_to_the_as_of_day_are_used():
+    rows, _laws = _analytic_history(500)
+    as_of = START + timedelta(days=400)
+    spoiled = rows.copy()
+    later = spoiled["date"] > pd.Timestamp(as_of)
+    spoiled.loc[later, "soh_capacity_pct"] = 5.0
+    settings = ForecastSettings()
+    pd.testing.assert_frame_equal(
+        forecast(parse_history(rows), as_of, settings),
+        forecast(parse_history(spoiled), as_of, settings),
+    )
+
+
+@pytest.mark.parametrize(
+    ("law", "mix", "seed"),
+    [
+        ("schmalstieg2014", "e-scooter:2,cargo-ev:1", 61),
+        ("wang2011", "forklift:1,ess:1,golf-cart:1", 62),
+    ],
+)
+def test_fleets_aged_by_models_the_forecaster_does_not_share(law, mix, seed):
+    spec = FleetSpec(packs=60, days=1_000, seed=seed, mix=mix, ageing_law=law,
+                     sites="cairo=22/7/7,calgary=4.5/12/6,perth=18.5/6/6/south",
+                     fault_fraction=0.0)  # fmt: skip
+    run = simulate_fleet(spec)
+    as_of = spec.start + timedelta(days=900)
+    predicted = forecast(parse_history(run.history), as_of, ForecastSettings(horizon_days=60))
+    score = score_forecast(predicted, run.truth_daily, as_of, 60)
+    assert score.packs == 60
+    assert score.mae_pct <= 0.5
+    assert score.mae_over_fade <= 0.15, score
+    assert 0.6 <= score.band_coverage <= 0.97, score  # 60 packs: the bench holds 70-90 %
+
+
+def test_cli_forecast_writes_the_columns(tmp_path):
+    rows, _laws = _analytic_history(400)
+    history = tmp_path / "history.csv"
+    write_history(rows, history)
+    out = tmp_path / "forecast.csv"
+    result = CliRunner().invoke(app, ["fleet", "forecast", "--history", str(history),
+                                      "--as-of", "2022-12-01", "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    written = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert tuple(written.columns) == FORECAST_COLUMNS
+    assert len(written) == 6
+    early = CliRunner().invoke(app, ["fleet", "forecast", "--history", str(history),
+                                     "--as-of", "2019-01-01", "--out", str(out)])  # fmt: skip
+    assert early.exit_code == 2
+    assert "no rows on or before 2019-01-01" in early.output
