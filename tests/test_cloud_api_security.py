@@ -3,8 +3,9 @@
 The API runs over a SQLite store seeded through the real code paths (registry, telemetry writer
 with encoded-then-decoded payloads, the alarm engine raising alarms from rules, rollups): two
 organisations, each with fleets, packs with summaries, cells, positions, health and events,
-and alarms; users admin, operator and viewer of organisation A, admin of organisation B and a
-user without any membership. The store is seeded once per module into a template file; each
+and alarms (and organisation A's first fleet with imported daily rows and their analysis);
+users admin, operator and viewer of organisation A, admin of organisation B and a user without
+any membership. The store is seeded once per module into a template file; each
 test works on its own copy, so a test that changes something cannot affect another.
 
 Routes are enumerated from ``app.routes`` (cross-checked against the OpenAPI document), so a
@@ -43,12 +44,15 @@ from tests.cloud_fixtures import summaries
 
 from cellwarden.cloud.alarms.engine import AlarmEngine
 from cellwarden.cloud.alarms.rules import parse_rule
+from cellwarden.cloud.analytics.scheduled_analytics import analyse_stored_fleet
 from cellwarden.cloud.api.app import create_app
 from cellwarden.cloud.api.limits import MAX_BODY_BYTES
 from cellwarden.cloud.store.cloud_store import CloudStore, open_store
+from cellwarden.cloud.store.daily_history import parse_import
 from cellwarden.cloud.store.registry import Role
 from cellwarden.cloud.store.schema_v1 import HEALTH_COLUMNS, POSITION_COLUMNS, SUMMARY_COLUMNS
 from cellwarden.cloud.store.telemetry_writer import Arrival
+from cellwarden.simulation.fleet.simulator import FleetSpec, simulate_fleet
 from cellwarden.telemetry.codec import Frame, decode_frame, encode
 from cellwarden.telemetry.schema import Kind
 
@@ -110,6 +114,7 @@ ROLLUP_TABLES = ("summary_1m", "summary_1h")
 @dataclass
 class SeededOrg:
     id: int
+    fleet_ids: list[int]
     device_ids: list[str]
     alarm_ids: list[int]  # open alarms raised by the engine, oldest first
     rule_ids: list[int]
@@ -178,8 +183,7 @@ def seed(store: CloudStore, path: Path, now_s: float) -> Seeded:
     written: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for key, spec in ORGS.items():
         org_id = registry.add_org(spec.name)
-        for fleet in spec.fleets:
-            registry.add_fleet(org_id, fleet)
+        fleet_ids = [registry.add_fleet(org_id, fleet) for fleet in spec.fleets]
         site_id = registry.add_site(org_id, *spec.site)
         rule_ids = [
             engine.add_rule(org_id, parse_rule({
@@ -190,7 +194,7 @@ def seed(store: CloudStore, path: Path, now_s: float) -> Seeded:
                 "name": f"{spec.rule_prefix} protection trips", "severity": "warning",
                 "condition": {"kind": "dtc"}})),
         ]  # fmt: skip
-        orgs[key] = SeededOrg(org_id, [], [], rule_ids)
+        orgs[key] = SeededOrg(org_id, fleet_ids, [], [], rule_ids)
         for index, pack in enumerate(spec.packs):
             pack_id = registry.add_pack(
                 pack.device_id, pack.fleet, pack.name, site_id=site_id if index else None,
@@ -246,6 +250,11 @@ def seed(store: CloudStore, path: Path, now_s: float) -> Seeded:
             )
         ]
     store.rollup.run(now_s)
+    # organisation A's first fleet: 120 days of its first pack, and their analysis
+    days = simulate_fleet(FleetSpec(packs=1, days=120, seed=1)).history
+    a_fleet = orgs["A"].fleet_ids[0]
+    store.daily.import_history(a_fleet, parse_import(days.assign(pack_id=ORGS["A"].packs[0].name)))
+    analyse_stored_fleet(store, a_fleet)
     tokens = {}
     for key, (name, org_key, role) in USERS.items():
         tokens[key] = registry.add_user(name, orgs[org_key or "A"].id, role or Role.VIEWER)
@@ -288,7 +297,8 @@ class World:
         """Path parameters naming organisation ``org``'s things."""
         found = self.seeded.orgs[org]
         return {"org_id": str(found.id), "device_id": found.device_ids[0],
-                "alarm_id": str(found.alarm_ids[0]), "rule_id": str(found.rule_ids[0])}  # fmt: skip
+                "alarm_id": str(found.alarm_ids[0]), "rule_id": str(found.rule_ids[0]),
+                "fleet_id": str(found.fleet_ids[0])}  # fmt: skip
 
     def alarm(self, alarm_id: int) -> dict[str, Any]:
         keys = ("state", "acked_by", "acked_s", "cleared_by", "cleared_s")
@@ -329,9 +339,9 @@ def leaked(response: httpx.Response, markers: tuple[str, ...]) -> list[str]:
 
 
 # --- the routes, from the application -------------------------------------------------------------
-KNOWN_PATH_PARAMS = {"org_id", "device_id", "alarm_id", "rule_id"}
+KNOWN_PATH_PARAMS = {"org_id", "device_id", "alarm_id", "rule_id", "fleet_id"}
 GHOST_IDS = {"org_id": "987654", "device_id": "ghost-pack-9", "alarm_id": "987654",
-             "rule_id": "987654"}  # fmt: skip
+             "rule_id": "987654", "fleet_id": "987654"}  # fmt: skip
 # a valid body for each route that takes one, so that only the check under test can refuse it
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/orgs/{org_id}/fleets"): {"name": "new-fleet"},

@@ -3,13 +3,14 @@
 1. Outliers are dropped and each pack's noise measured (``soh_model.clean_observations``).
 2. For every pack type, the model shape (time and cycle exponents, activation energies, how
    fast old data is forgotten) is chosen from a grid by back-testing on the history itself:
-   fitted up to one and two horizons before the as-of date, scored on the observed SoH at
-   the end of each held-out horizon.
-3. Each pack is fitted with that shape and priors from its group.
-4. Its future stress repeats its last year (seasons included), or its last 60 days when it
-   has less than a year.
-5. The band combines the parameters' uncertainty with a model error proportional to the fade
-   ahead, its size measured in the back-test; end-of-life dates come from draws of both.
+   fitted up to many earlier days of the last year and scored on the observed SoH at the end
+   of the held-out horizon, and, for the extrapolation to end of life, a year ahead. The
+   ``ENSEMBLE`` best shapes are averaged.
+3. Each pack is fitted with those shapes and priors from its group (empirical Bayes).
+4. Its future stress follows its own past seasons (``stress_projection``).
+5. The band combines the parameters' uncertainty, the ensemble's spread and a model error
+   proportional to the fade ahead, its size measured in the back-tests; end-of-life dates
+   come from draws of all three.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ from cellwarden.cloud.analytics.soh_model import (
     DailyStress,
     Fit,
     Shape,
+    ShapeFitter,
     clean_observations,
     design,
-    fit_packs,
     group_prior,
 )
+from cellwarden.cloud.analytics.stress_projection import StressProjector
 from cellwarden.telemetry.fleet_history import FleetHistory
 
 SHAPES = tuple(
@@ -44,8 +46,11 @@ MIN_MODEL_ERROR = 0.05  # relative error of the fade ahead never taken below thi
 SCORE_BLOCK_DAYS = 15
 SMALL_GROUP = 8  # groups smaller than this use the shapes chosen for the whole fleet
 ENSEMBLE = 4  # shapes averaged per group
-LONG_HORIZON_DAYS = 365  # the second back-test, for extrapolation to end of life
-SEASON_HALF_WIDTH_DAYS = 15
+SHORT_ORIGINS = 12  # back-tests of the horizon, one every BACKTEST_STEP_DAYS
+BACKTEST_STEP_DAYS = 30
+LONG_HORIZON_DAYS = 365  # back-tests a year ahead, for the extrapolation to end of life
+LONG_ORIGINS = 4
+MIN_TRAINING_DAYS = 120
 DEFAULT_MODEL_ERROR = 0.3
 FORECAST_COLUMNS = ("pack_id", "soh_pct_at_horizon", "soh_p10_pct", "soh_p90_pct", "eol_date",
                     "eol_p10_date", "eol_p90_date")  # fmt: skip
@@ -83,6 +88,38 @@ class _Member:
     covariance: np.ndarray
 
 
+class _Context:
+    """What every fit of one forecast shares: the cleaned history, the stress, the type
+    groups, and a stress projector per pair of activation energies."""
+
+    def __init__(self, matrix: HistoryMatrix) -> None:
+        self.matrix = matrix
+        self.soh, self.sigma = clean_observations(matrix.column("soh_capacity_pct"))
+        self.stress = DailyStress.from_matrix(matrix)
+        self.groups = list(matrix.groups().values())
+        self._projectors: dict[tuple[float, float], StressProjector] = {}
+
+    def fitter(self, shape: Shape) -> ShapeFitter:
+        return ShapeFitter(self.soh, self.sigma, self.stress, self.matrix.present, shape)
+
+    def projector(self, shape: Shape) -> StressProjector:
+        key = (shape.calendar_activation_j_per_mol, shape.cycle_activation_j_per_mol)
+        if key not in self._projectors:
+            self._projectors[key] = StressProjector(self.stress, self.matrix.present, *key)
+        return self._projectors[key]
+
+    def fit(self, fitter: ShapeFitter, cutoff: int) -> Fit:
+        """Two passes: plain fits, then fits with each type group's priors."""
+        first = fitter.fit(cutoff)
+        mean, sd = group_prior(first.theta, self.groups, fitter.starts(cutoff))
+        return fitter.fit(cutoff, mean, sd)
+
+    def last_days(self, cutoff: int) -> np.ndarray:
+        """Each pack's last day with a row, up to ``cutoff``."""
+        window = self.matrix.present[:, : cutoff + 1]
+        return window.shape[1] - 1 - np.argmax(window[:, ::-1], axis=1)
+
+
 def forecast(history: FleetHistory, as_of: date, settings: ForecastSettings) -> pd.DataFrame:
     """One row per pack: the forecast columns of docs/fleet-history.md and a few more
     (``soh_now_pct``, ``fade_pct_per_year``, ``model``)."""
@@ -93,53 +130,51 @@ def forecast(history: FleetHistory, as_of: date, settings: ForecastSettings) -> 
         raise ForecastError(f"the history has no rows on or before {as_of}")
     matrix = HistoryMatrix.from_history(known)
     origin = (pd.Timestamp(as_of) - matrix.dates[0]).days
-    soh, sigma = clean_observations(matrix.column("soh_capacity_pct"))
-    stress = DailyStress.from_matrix(matrix)
-    groups = _choose_shapes(matrix, soh, sigma, stress, origin, settings.horizon_days)
+    context = _Context(matrix)
+    groups = _choose_shapes(context, origin, settings.horizon_days)
     rng = np.random.default_rng(settings.seed)
     last = matrix.last_day()
     span = int(settings.max_years * 365.25) + origin - int(last.min()) + settings.horizon_days
-    rows = []
-    for group in groups:
-        members: dict[int, list[_Member]] = {int(pack): [] for pack in group.packs}
-        for shape, weight in group.members:
-            fit = _fit_group(soh, sigma, stress, matrix.present, shape, origin, group.packs)
-            calendar, cycle = projected_stress(fit, stress, matrix.present, shape, last, span)
+    members: dict[int, list[_Member]] = {}
+    for shape in sorted({shape for group in groups for shape, _w in group.members}, key=str):
+        fit = context.fit(context.fitter(shape), origin)
+        rows = np.arange(len(last))
+        calendar, cycle = context.projector(shape).project(
+            fit.calendar_stress[rows, last], fit.cycle_stress[rows, last], last, span
+        )
+        for group in groups:
+            weight = dict(group.members).get(shape)
+            if weight is None:
+                continue
             for pack in group.packs:
-                members[int(pack)].append(_Member(
+                members.setdefault(int(pack), []).append(_Member(
                     weight, design(calendar[pack], cycle[pack], shape),
                     design(fit.calendar_stress[pack, : last[pack] + 1],
                            fit.cycle_stress[pack, : last[pack] + 1], shape),
                     fit.theta[pack], fit.covariance[pack],
                 ))  # fmt: skip
-        for pack, pack_members in members.items():
-            rows.append(_pack_forecast(matrix, pack_members, group, pack, origin, settings, rng))
+    rows = [
+        _pack_forecast(matrix, members[int(pack)], group, int(pack), origin, settings, rng)
+        for group in groups
+        for pack in group.packs
+    ]
     return pd.DataFrame(rows).sort_values("pack_id").reset_index(drop=True)
 
 
-def _fit_group(soh, sigma, stress, present, shape, cutoff, packs) -> Fit:
-    """Two passes: plain fits, then fits with the group's priors."""
-    first = fit_packs(soh, sigma, stress, present, shape, cutoff)
-    start = first.theta[:, 0]
-    mean, sd = group_prior(first.theta, packs, start)
-    return fit_packs(soh, sigma, stress, present, shape, cutoff, mean, sd)
-
-
-def _choose_shapes(matrix, soh, sigma, stress, origin, horizon) -> list[_Group]:
+def _choose_shapes(context: _Context, origin: int, horizon: int) -> list[_Group]:
     """The back-tested best shapes and the model errors of every pack type."""
-    present = matrix.present
+    short_cutoffs = [origin - horizon - BACKTEST_STEP_DAYS * k for k in range(SHORT_ORIGINS)]
+    long_cutoffs = [origin - LONG_HORIZON_DAYS - 2 * BACKTEST_STEP_DAYS * k
+                    for k in range(LONG_ORIGINS)]  # fmt: skip
     short, long = {}, {}
     for shape in SHAPES:
-        results = [_backtest(soh, sigma, stress, present, shape, cutoff, horizon)
-                   for cutoff in (origin - horizon, origin - 2 * horizon)]  # fmt: skip
-        short[shape] = tuple(np.concatenate(parts, axis=1) for parts in zip(*results, strict=True))
-        long[shape] = _backtest(
-            soh, sigma, stress, present, shape, origin - LONG_HORIZON_DAYS, LONG_HORIZON_DAYS
-        )
-    all_packs = np.arange(len(matrix.pack_ids))
+        fitter = context.fitter(shape)
+        short[shape] = _backtests(context, fitter, short_cutoffs, horizon)
+        long[shape] = _backtests(context, fitter, long_cutoffs, LONG_HORIZON_DAYS)
+    all_packs = np.arange(len(context.matrix.pack_ids))
     fleet_members = _best(short, long, all_packs) or [(SHAPES[0], 1.0)]
     groups = []
-    for packs in matrix.groups().values():
+    for packs in context.groups:
         members = (
             _best(short, long, packs) if len(packs) >= SMALL_GROUP else None
         ) or fleet_members
@@ -148,98 +183,42 @@ def _choose_shapes(matrix, soh, sigma, stress, origin, horizon) -> list[_Group]:
     return groups
 
 
-def _backtest(soh, sigma, stress, present, shape, cutoff, horizon):
-    """Per pack: error of the predicted mean over the last days of the held-out horizon (with
-    the stress projected as the forecast projects it), the observations' noise variance of
-    that mean, the prediction's parameter variance and the predicted fade over the horizon
-    (NaN where a pack cannot be scored)."""
-    packs = soh.shape[0]
-    if cutoff < 90:
-        return tuple(np.full((1, packs), np.nan) for _ in range(4))
-    fit = _fit_group(soh, sigma, stress, present, shape, cutoff, np.arange(packs))
-    last = np.minimum(_last_days(present, cutoff), cutoff)
-    calendar, cycle = projected_stress(
-        fit, stress, present, shape, last, horizon + cutoff - last.min()
-    )
-    offsets = cutoff + horizon - last  # the block's last day, counted from each pack's last day
-    block = offsets[:, None] - np.arange(SCORE_BLOCK_DAYS)[None, ::-1]
-    rows = np.arange(packs)[:, None]
-    x = design(calendar[rows, block], cycle[rows, block], shape)
-    observed = soh[rows, np.minimum(cutoff + horizon - np.arange(SCORE_BLOCK_DAYS)[None, ::-1],
-                                    soh.shape[1] - 1)]  # fmt: skip
-    observed = np.where(cutoff + horizon < soh.shape[1], observed, np.nan)
-    seen = np.isfinite(observed)
-    counts = seen.sum(axis=1)
-    x_mean = np.nanmean(np.where(seen[..., None], x, np.nan), axis=1)
-    predicted = np.einsum("pi,pi->p", x_mean, fit.theta)
-    x_now = design(calendar[:, 0], cycle[:, 0], shape)
-    trained = np.isfinite(soh[:, : cutoff + 1]).sum(axis=1)
-    valid = (counts >= 5) & (trained >= 60)
-    error = np.where(valid, predicted - np.nanmean(observed, axis=1), np.nan)
-    noise = np.where(valid, sigma**2 / np.maximum(counts, 1), np.nan)
-    param = np.einsum("pi,pij,pj->p", x_mean, fit.covariance, x_mean)
-    fade = np.einsum("pi,pi->p", x_now - x_mean, fit.theta)
-    return error[None], noise[None], np.where(valid, param, np.nan)[None], fade[None]
-
-
-def _last_days(present: np.ndarray, cutoff: int) -> np.ndarray:
-    """Each pack's last day with a row, up to ``cutoff``."""
-    window = present[:, : cutoff + 1]
-    return window.shape[1] - 1 - np.argmax(window[:, ::-1], axis=1)
-
-
-def projected_stress(fit: Fit, stress: DailyStress, present, shape: Shape, last, days: int):
-    """Cumulative calendar and cycle stress from each pack's last day (column 0) for ``days``
-    more days. A pack with a year of history or more gets its seasons: each future day's
-    stress is the mean of the same days (within +-15) of every past year it has; a younger
-    pack gets its last 60 days' mean."""
-    rows = np.arange(len(last))[:, None]
-    history_days = np.cumsum(present, axis=1)[rows[:, 0], last]
-    yearly = history_days >= 365
-    recent = np.arange(-59, 1)[None, :] + last[:, None]
-    recent_ok = (recent >= 0) & present[rows, np.maximum(recent, 0)]
-    counts = np.maximum(recent_ok.sum(axis=1), 1)
-    ahead = np.arange(1, days + 1)[None, :]
-
-    def future(rate: np.ndarray) -> np.ndarray:
-        smooth, smooth_ok = _centred_mean(rate, present, SEASON_HALF_WIDTH_DAYS)
-        total = np.zeros((len(last), days))
-        weight = np.zeros((len(last), days))
-        for years_back in range(1, present.shape[1] // 365 + 1):
-            source = last[:, None] - 365 * years_back + (ahead - 1) % 365 + 1
-            source = source - 365 * ((ahead - 1) // 365)
-            ok = (source >= 0) & (source <= last[:, None])
-            source = np.clip(source, 0, present.shape[1] - 1)
-            ok &= smooth_ok[rows, source]
-            total += np.where(ok, smooth[rows, source], 0.0)
-            weight += ok
-        seasonal = total / np.maximum(weight, 1)
-        mean = np.where(recent_ok, rate[rows, np.maximum(recent, 0)], 0.0).sum(axis=1) / counts
-        return np.where(yearly[:, None] & (weight > 0), seasonal, mean[:, None])
-
-    calendar_rate = stress.calendar_rate(shape.calendar_activation_j_per_mol, present)
-    cycle_rate = stress.cycle_rate(shape.cycle_activation_j_per_mol, present)
-    zeros = np.zeros((len(last), 1))
-    calendar = fit.calendar_stress[rows[:, 0], last][:, None] + np.concatenate(
-        [zeros, np.cumsum(future(calendar_rate), axis=1)], axis=1
-    )
-    cycle = fit.cycle_stress[rows[:, 0], last][:, None] + np.concatenate(
-        [zeros, np.cumsum(future(cycle_rate), axis=1)], axis=1
-    )
-    return calendar, cycle
-
-
-def _centred_mean(rate: np.ndarray, present: np.ndarray, half_width: int):
-    """Mean of the present days within +-half_width of each day, and where there are any."""
-    values = np.where(present, rate, 0.0)
-    width = 2 * half_width + 1
-    padded = np.pad(values, ((0, 0), (half_width + 1, half_width)))
-    counted = np.pad(present.astype(float), ((0, 0), (half_width + 1, half_width)))
-    sums = np.cumsum(padded, axis=1)
-    numbers = np.cumsum(counted, axis=1)
-    window_sum = sums[:, width:] - sums[:, :-width]
-    window_count = numbers[:, width:] - numbers[:, :-width]
-    return window_sum / np.maximum(window_count, 1), window_count > 0
+def _backtests(context: _Context, fitter: ShapeFitter, cutoffs: list[int], horizon: int):
+    """Per back-test and pack (rows, columns): the error of the predicted mean over the last
+    days of the held-out horizon (the stress projected as the forecast projects it), the
+    observations' noise variance of that mean, the prediction's parameter variance and the
+    predicted fade over the horizon (NaN where a pack cannot be scored)."""
+    soh, sigma = context.soh, context.sigma
+    packs, days = soh.shape
+    results = [np.full((len(cutoffs), packs), np.nan) for _ in range(4)]
+    rows = np.arange(packs)
+    for index, cutoff in enumerate(cutoffs):
+        if cutoff < MIN_TRAINING_DAYS or cutoff + horizon >= days:
+            continue
+        fit = context.fit(fitter, cutoff)
+        last = context.last_days(cutoff)
+        span = horizon + cutoff - int(last.min())
+        calendar, cycle = context.projector(fitter.shape).project(
+            fit.calendar_stress[rows, last], fit.cycle_stress[rows, last], last, span
+        )
+        block_end = cutoff + horizon
+        offsets = block_end - last[:, None] - np.arange(SCORE_BLOCK_DAYS)[None, ::-1]
+        x = design(calendar[rows[:, None], offsets], cycle[rows[:, None], offsets], fitter.shape)
+        observed = soh[:, block_end - SCORE_BLOCK_DAYS + 1 : block_end + 1]
+        seen = np.isfinite(observed)
+        counts = seen.sum(axis=1)
+        x_mean = np.nanmean(np.where(seen[..., None], x, np.nan), axis=1)
+        predicted = np.einsum("pi,pi->p", x_mean, fit.theta)
+        x_now = design(calendar[:, 0], cycle[:, 0], fitter.shape)
+        trained = np.isfinite(soh[:, : cutoff + 1]).sum(axis=1)
+        valid = (counts >= 5) & (trained >= 60)
+        results[0][index] = np.where(valid, predicted - np.nanmean(observed, axis=1), np.nan)
+        results[1][index] = np.where(valid, sigma**2 / np.maximum(counts, 1), np.nan)
+        results[2][index] = np.where(
+            valid, np.einsum("pi,pij,pj->p", x_mean, fit.covariance, x_mean), np.nan
+        )
+        results[3][index] = np.einsum("pi,pi->p", x_now - x_mean, fit.theta)
+    return tuple(results)
 
 
 def _best(short, long, packs) -> list[tuple[Shape, float]] | None:

@@ -108,45 +108,76 @@ def cumulative_stress(
     return calendar, cycle + stress.efc_at_start[:, None]
 
 
-def fit_packs(
-    soh: np.ndarray, sigma: np.ndarray, stress: DailyStress, present: np.ndarray,
-    shape: Shape, cutoff: int, prior_mean: np.ndarray | None = None,
-    prior_sd: np.ndarray | None = None,
-) -> Fit:  # fmt: skip
-    """Fit q0, a, b per pack on the days up to ``cutoff`` (inclusive)."""
-    calendar, cycle = cumulative_stress(stress, present, shape)
-    days = np.arange(soh.shape[1])
-    usable = np.isfinite(soh) & (days[None, :] <= cutoff)
-    weight = np.where(usable, 1.0, 0.0)
-    if np.isfinite(shape.memory_days):
-        weight = weight * np.exp(-(cutoff - days) / shape.memory_days)[None, :]
-    weight = weight / sigma[:, None] ** 2
-    x = design(calendar, cycle, shape)
-    y = np.where(usable, soh, 0.0)
-    normal = np.einsum("pd,pdi,pdj->pij", weight, x, x)
-    rhs = np.einsum("pd,pdi,pd->pi", weight, x, y)
-    packs = soh.shape[0]
-    if prior_mean is None:
-        first = np.argmax(usable, axis=1)[:, None]
-        early = usable & (days[None, :] < first + 60)
-        start = np.array([np.median(row[mask]) if mask.any() else np.nan
-                          for row, mask in zip(soh, early, strict=True)])  # fmt: skip
-        prior_mean = np.stack([np.where(np.isfinite(start), start, 100.0),
-                               np.zeros(packs), np.zeros(packs)], axis=1)  # fmt: skip
-        prior_sd = np.tile([3.0, 1e3, 1e3], (packs, 1))
-    precision = 1.0 / prior_sd**2
-    theta = _solve(normal, rhs, prior_mean, precision)
-    for _ in range(2):  # a or b below zero: held at zero
-        negative = theta[:, 1:] < 0
-        if not negative.any():
-            break
-        precision[:, 1:] = np.where(negative, 1e12, precision[:, 1:])
-        prior_mean = prior_mean.copy()
-        prior_mean[:, 1:] = np.where(negative, 0.0, prior_mean[:, 1:])
+class ShapeFitter:
+    """Fits q0, a, b of every pack for one shape, at any cutoff day: the weighted normal
+    equations are accumulated over the days once, so that a fit at another cutoff (the
+    back-tests use many) costs one small solve per pack."""
+
+    def __init__(self, soh: np.ndarray, sigma: np.ndarray, stress: DailyStress,
+                 present: np.ndarray, shape: Shape) -> None:  # fmt: skip
+        self.soh = soh
+        self.shape = shape
+        self.calendar, self.cycle = cumulative_stress(stress, present, shape)
+        days = np.arange(soh.shape[1])
+        self.usable = np.isfinite(soh)
+        # weight exp(-(cutoff - day) / memory) = exp(-cutoff / memory) * exp(day / memory)
+        self.growth = (
+            np.exp(days / shape.memory_days)
+            if np.isfinite(shape.memory_days)
+            else np.ones(len(days))
+        )
+        weight = np.where(self.usable, 1.0, 0.0) * self.growth[None, :] / sigma[:, None] ** 2
+        x = design(self.calendar, self.cycle, shape)
+        y = np.where(self.usable, soh, 0.0)
+        self.normals = np.cumsum(np.einsum("pd,pdi,pdj->pdij", weight, x, x), axis=1)
+        self.rhs = np.cumsum(np.einsum("pd,pdi,pd->pdi", weight, x, y), axis=1)
+        first = np.argmax(self.usable, axis=1)
+        self.first = first
+        early = self.usable & (days[None, :] < first[:, None] + 60)
+        self.start = _row_medians(soh, early)
+
+    def fit(self, cutoff: int, prior_mean: np.ndarray | None = None,
+            prior_sd: np.ndarray | None = None) -> Fit:  # fmt: skip
+        """Parameters from the days up to ``cutoff`` (inclusive); without a prior, q0 is held
+        near the pack's first 60 days and a, b are free."""
+        scale = 1.0 / self.growth[cutoff]
+        normal = self.normals[:, cutoff] * scale
+        rhs = self.rhs[:, cutoff] * scale
+        packs = self.soh.shape[0]
+        if prior_mean is None:
+            start = self.starts(cutoff)
+            prior_mean = np.stack([np.where(np.isfinite(start), start, 100.0),
+                                   np.zeros(packs), np.zeros(packs)], axis=1)  # fmt: skip
+            prior_sd = np.tile([3.0, 1e3, 1e3], (packs, 1))
+        precision = 1.0 / prior_sd**2
         theta = _solve(normal, rhs, prior_mean, precision)
-    theta[:, 1:] = np.maximum(theta[:, 1:], 0.0)
-    covariance = np.linalg.inv(normal + precision[:, :, None] * np.eye(3)[None])
-    return Fit(theta, covariance, calendar, cycle)
+        for _ in range(2):  # a or b below zero: held at zero
+            negative = theta[:, 1:] < 0
+            if not negative.any():
+                break
+            precision[:, 1:] = np.where(negative, 1e12, precision[:, 1:])
+            prior_mean = prior_mean.copy()
+            prior_mean[:, 1:] = np.where(negative, 0.0, prior_mean[:, 1:])
+            theta = _solve(normal, rhs, prior_mean, precision)
+        theta[:, 1:] = np.maximum(theta[:, 1:], 0.0)
+        covariance = np.linalg.inv(normal + precision[:, :, None] * np.eye(3)[None])
+        return Fit(theta, covariance, self.calendar, self.cycle)
+
+    def starts(self, cutoff: int) -> np.ndarray:
+        """Median of each pack's first 60 days, as far as they lie up to ``cutoff``."""
+        late = self.first + 60 > cutoff
+        if not late.any():
+            return self.start
+        start = self.start.copy()
+        days = np.arange(self.soh.shape[1])
+        known = self.usable[late] & (days[None, :] <= cutoff)
+        start[late] = _row_medians(self.soh[late], known)
+        return start
+
+
+def _row_medians(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return np.array([np.median(row[keep]) if keep.any() else np.nan
+                     for row, keep in zip(values, mask, strict=True)])  # fmt: skip
 
 
 def _solve(normal, rhs, prior_mean, precision) -> np.ndarray:
@@ -155,17 +186,20 @@ def _solve(normal, rhs, prior_mean, precision) -> np.ndarray:
     return np.linalg.solve(matrix, vector[..., None])[..., 0]
 
 
-def group_prior(theta: np.ndarray, packs: np.ndarray, start: np.ndarray):
-    """Empirical-Bayes prior for q0, a, b from a first fit of the group's packs."""
+def group_prior(theta: np.ndarray, groups: list[np.ndarray], start: np.ndarray):
+    """Empirical-Bayes prior for q0, a, b from a first fit: q0 near each pack's start, a and
+    b near the median of its group (wide enough for the group's spread)."""
     count = len(theta)
-    mean = np.stack([start, np.zeros(count), np.zeros(count)], axis=1)
+    mean = np.stack([np.where(np.isfinite(start), start, 100.0), np.zeros(count),
+                     np.zeros(count)], axis=1)  # fmt: skip
     sd = np.tile([3.0, 1e3, 1e3], (count, 1))
-    for column in (1, 2):
-        values = theta[packs, column]
-        if len(values) < 5:
-            continue
-        centre = np.median(values)
-        spread = 1.4826 * np.median(np.abs(values - centre))
-        mean[packs, column] = centre
-        sd[packs, column] = max(spread * 2.0, abs(centre) * 0.5, 1e-6)
+    for packs in groups:
+        for column in (1, 2):
+            values = theta[packs, column]
+            if len(values) < 5:
+                continue
+            centre = np.median(values)
+            spread = 1.4826 * np.median(np.abs(values - centre))
+            mean[packs, column] = centre
+            sd[packs, column] = max(spread * 2.0, abs(centre) * 0.5, 1e-6)
     return mean, sd

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -110,7 +110,7 @@ def _time_mean(time_s: np.ndarray, value: np.ndarray) -> float:
     return _stat(np.mean, value)
 
 
-def _stat(function, value: np.ndarray) -> float:
+def _stat(function: Callable[[np.ndarray], np.generic], value: np.ndarray) -> float:
     known = value[np.isfinite(value)]
     return float(function(known)) if known.size else float("nan")
 
@@ -234,15 +234,15 @@ class DailyHistory:
         """The fleet's rows (of ``pack_ids``, registry ids, when given) as a fleet history,
         sorted by pack and date: ready for ``write_history`` and ``parse_history``."""
         names = {pack.id: pack.history_id for pack in self.fleet_packs(fleet_id)}
-        selected = list(names) if pack_ids is None else [p for p in pack_ids if p in names]
-        rows = []
-        for start in range(0, len(selected), 500):
-            chunk = selected[start : start + 500]
-            rows += self.db.query(
-                f"SELECT {', '.join(STORED_COLUMNS)} FROM pack_daily "
-                f"WHERE pack IN ({', '.join('?' * len(chunk))})",
-                chunk,
-            )
+        where, params = "p.fleet_id = ?", [fleet_id]
+        if pack_ids is not None:
+            where += f" AND d.pack IN ({', '.join('?' * len(pack_ids)) or 'NULL'})"
+            params += list(pack_ids)
+        rows = self.db.query(
+            f"SELECT {', '.join(f'd.{name}' for name in STORED_COLUMNS)} FROM pack_daily d "
+            f"JOIN packs p ON p.id = d.pack WHERE {where}",
+            params,
+        )
         frame = pd.DataFrame(rows, columns=list(STORED_COLUMNS))
         out = pd.DataFrame({
             "pack_id": frame["pack"].map(names).astype(str),

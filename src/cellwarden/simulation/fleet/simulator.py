@@ -43,6 +43,7 @@ BALANCE_HOURS_PER_DAY = 6.0
 CONTACTOR_RESISTANCE_MOHM = 0.3
 DERATE_TEMP_C = 45.0  # the BMS derates from here, 10 K below the over-temperature trip
 FLOAT_CURRENT_C = 0.005  # a floating telecom pack's current, per Ah
+WEATHER_SD_C = 1.8  # day-to-day innovation of the weather anomaly (AR(1), 0.7 a day)
 SOH_NOISE_PCT = 0.3  # sd of the BMS capacity estimate from one day to the next
 
 
@@ -195,7 +196,7 @@ def simulate_fleet(spec: FleetSpec) -> FleetRun:
     for day in range(spec.days):
         today = spec.start + timedelta(days=day)
         day_of_year = today.timetuple().tm_yday
-        weather = 0.7 * weather + rng.normal(0.0, 1.8, len(weather))
+        weather = 0.7 * weather + rng.normal(0.0, WEATHER_SD_C, len(weather))
         outdoor_mean = (
             np.array([site.daily_mean_c(np.array(day_of_year)) for site in fleet.site_list])[
                 fleet.site_index

@@ -1,7 +1,8 @@
 // The dashboard's shell: sign-in with an API token, the organisation chooser and hash routes
-// (`#/` fleet, `#/pack/{device_id}`, `#/alarms`).
+// (`#/` fleet, `#/pack/{device_id}`, `#/alarms`, `#/analytics[/{fleet_id}]`).
 
 import { alarmsView } from "./alarms.js";
+import { analyticsView } from "./analytics.js";
 import { ApiError, api, onUnauthorised, session } from "./api.js";
 import { overviewView } from "./overview.js";
 import { packView } from "./pack.js";
@@ -44,9 +45,9 @@ function renderHeader() {
   orgSelect.disabled = state.me.organisations.length < 2;
   userName.textContent = `${state.me.name}${org ? ` · ${org.role}` : ""}`;
   const hash = location.hash || "#/";
+  const section = ["alarms", "analytics"].find((name) => hash.startsWith(`#/${name}`)) ?? "fleet";
   for (const link of nav.querySelectorAll("a")) {
-    const active = link.dataset.nav === "alarms" ? hash.startsWith("#/alarms") : !hash.startsWith("#/alarms");
-    if (active) link.setAttribute("aria-current", "page");
+    if (link.dataset.nav === section) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
 }
@@ -128,8 +129,12 @@ function render() {
   const context = { org, me: state.me, navigate };
   const hash = location.hash || "#/";
   const pack = /^#\/pack\/([^/]+)$/.exec(hash);
+  const analytics = /^#\/analytics(?:\/([1-9]\d{0,15}))?$/.exec(hash);
   if (pack) {
     state.cleanup = packView(view, context, decodeURIComponent(pack[1]));
+  } else if (analytics) {
+    document.title = "Fleet analytics — cellwarden";
+    state.cleanup = analyticsView(view, context, analytics[1] ? Number(analytics[1]) : null);
   } else if (hash === "#/alarms") {
     document.title = "Alarms — cellwarden";
     state.cleanup = alarmsView(view, context);

@@ -1,16 +1,18 @@
 // A time-series line chart on a canvas: time axis over the requested window, a nice value
-// axis, gaps where data is missing, hover read-out and drag-to-zoom (reported, not applied:
-// the owner re-queries so the resolution follows the span).
+// axis, gaps where data is missing, hover read-out, drag-to-zoom (reported, not applied:
+// the owner re-queries so the resolution follows the span) and an optional forecast band.
 
 import { fmt, fmtTime, hideTooltip, isNumber, niceStep, showTooltip, sizeCanvas, stepDecimals, ticks } from "./util.js";
 
 const MARGIN = { left: 64, right: 18, top: 14, bottom: 40 };
 const TIME_STEPS = [
   1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
-  172800, 345600, 604800, 1209600, 2592000,
+  172800, 345600, 604800, 1209600, 2592000, 7776000, 15552000, 31536000,
 ];
 const MIN_DRAG_PX = 6;
 const LINE = "#1f6feb";
+const BAND = "#d9480f";
+const BAND_WIDTH_PX = 12;
 
 function pad(value) {
   return String(value).padStart(2, "0");
@@ -31,7 +33,10 @@ function timeLabel(t, step, previous) {
   const d = new Date(t * 1000);
   const date = `${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
   const clock = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
-  if (step >= 86400) return [date];
+  if (step >= 86400) {
+    const newYear = previous === null || new Date(previous * 1000).getFullYear() !== d.getFullYear();
+    return newYear ? [date, String(d.getFullYear())] : [date];
+  }
   const newDay = previous === null || new Date(previous * 1000).getDate() !== d.getDate();
   const lines = [step < 60 ? `${clock}:${pad(d.getSeconds())}` : clock];
   if (newDay) lines.push(date);
@@ -55,7 +60,9 @@ export class HistoryChart {
     canvas.addEventListener("mouseleave", hideTooltip);
   }
 
-  /** ``{time_s, values, from_s, to_s, label, unit, digits, resolution, message}`` */
+  /** ``{time_s, values, from_s, to_s, label, unit, digits, resolution, message}``, and
+   * optionally ``band: {time_s, lo, mid, hi}`` (a forecast drawn as a bar from lo to hi with
+   * its point at mid, joined to the last value) and ``timeText(t)`` for the read-outs. */
   setData(data) {
     this.data = data;
     this.draw();
@@ -80,8 +87,10 @@ export class HistoryChart {
     const times = data.time_s ?? [];
     const values = data.values ?? [];
     const present = values.filter(isNumber);
-    let lo = present.length ? Math.min(...present) : 0;
-    let hi = present.length ? Math.max(...present) : 1;
+    const band = data.band && [data.band.lo, data.band.mid, data.band.hi].every(isNumber) ? data.band : null;
+    const span = band ? [...present, band.lo, band.hi] : present;
+    let lo = span.length ? Math.min(...span) : 0;
+    let hi = span.length ? Math.max(...span) : 1;
     if (hi - lo < 1e-9) {
       const half = Math.max(Math.abs(hi) * 0.02, 0.5 * 10 ** -(data.digits ?? 1));
       [lo, hi] = [lo - half, hi + half];
@@ -181,6 +190,7 @@ export class HistoryChart {
         ctx.fill();
       }
     }
+    if (band) this.#drawBand(ctx, band, points.at(-1), xOf, yOf);
     ctx.restore();
     if (!drawn) {
       ctx.fillStyle = "#667085";
@@ -194,12 +204,54 @@ export class HistoryChart {
       toS: String(Math.round(to)),
       points: String(drawn),
       resolution: data.resolution ?? "",
+      band: band ? "drawn" : "none",
     });
+    const when = data.timeText ?? fmtTime;
     this.canvas.setAttribute(
       "aria-label",
-      `${data.label} from ${fmtTime(from)} to ${fmtTime(to)}: ${drawn} points` +
-        (present.length ? `, between ${fmt(Math.min(...present), data.digits, data.unit)} and ${fmt(Math.max(...present), data.digits, data.unit)}` : ""),
+      `${data.label} from ${when(from)} to ${when(to)}: ${drawn} points` +
+        (present.length ? `, between ${fmt(Math.min(...present), data.digits, data.unit)} and ${fmt(Math.max(...present), data.digits, data.unit)}` : "") +
+        (band ? `; forecast ${fmt(band.mid, data.digits, data.unit)} (${fmt(band.lo, data.digits)} to ${fmt(band.hi, data.digits, data.unit)}) on ${when(band.time_s)}` : ""),
     );
+  }
+
+  /** The forecast: a bar from lo to hi with whiskers, its point, and a dashed line to it
+   * from the last value drawn; its position goes to ``data-band-x``, ``-top``, ``-bottom``. */
+  #drawBand(ctx, band, last, xOf, yOf) {
+    const x = xOf(band.time_s);
+    const [top, bottom, mid] = [yOf(band.hi), yOf(band.lo), yOf(band.mid)];
+    if (last) {
+      ctx.strokeStyle = BAND;
+      ctx.lineWidth = 1.2;
+      ctx.setLineDash([5, 4]);
+      ctx.beginPath();
+      ctx.moveTo(last[0], last[1]);
+      ctx.lineTo(x, mid);
+      ctx.stroke();
+      ctx.setLineDash([]);
+    }
+    ctx.fillStyle = BAND;
+    ctx.globalAlpha = 0.35;
+    ctx.fillRect(x - BAND_WIDTH_PX / 2, top, BAND_WIDTH_PX, Math.max(bottom - top, 1));
+    ctx.globalAlpha = 1;
+    ctx.strokeStyle = BAND;
+    ctx.lineWidth = 1.5;
+    ctx.beginPath();
+    for (const y of [top, bottom]) {
+      ctx.moveTo(x - BAND_WIDTH_PX / 2, y);
+      ctx.lineTo(x + BAND_WIDTH_PX / 2, y);
+    }
+    ctx.moveTo(x, top);
+    ctx.lineTo(x, bottom);
+    ctx.stroke();
+    ctx.beginPath();
+    ctx.arc(x, mid, 4, 0, 2 * Math.PI);
+    ctx.fill();
+    Object.assign(this.canvas.dataset, {
+      bandX: String(Math.round(x)),
+      bandTop: String(Math.round(top)),
+      bandBottom: String(Math.round(bottom)),
+    });
   }
 
   #timeAt(clientX) {
@@ -217,7 +269,7 @@ export class HistoryChart {
   }
 
   #down(event) {
-    if (!this.data || event.button !== 0 || !this.#inPlot(event)) return;
+    if (!this.onZoom || !this.data || event.button !== 0 || !this.#inPlot(event)) return;
     event.preventDefault();
     this.canvas.setPointerCapture?.(event.pointerId);
     this.drag = { start: this.#timeAt(event.clientX) };
@@ -246,7 +298,7 @@ export class HistoryChart {
     const start = this.drag.start;
     const end = this.#timeAt(event.clientX);
     this.#cancel();
-    if (Math.abs(end.x - start.x) >= MIN_DRAG_PX && this.onZoom) {
+    if (Math.abs(end.x - start.x) >= MIN_DRAG_PX) {
       this.onZoom(Math.min(start.t, end.t), Math.max(start.t, end.t));
     }
   }
@@ -274,8 +326,8 @@ export class HistoryChart {
     const i = Math.abs(times[lo] - t) <= Math.abs(times[hi] - t) ? lo : hi;
     showTooltip(event.clientX, event.clientY, [
       fmt(data.values[i], data.digits, data.unit),
-      fmtTime(times[i]),
-      "drag across the chart to zoom",
-    ]);
+      (data.timeText ?? fmtTime)(times[i]),
+      this.onZoom ? "drag across the chart to zoom" : null,
+    ].filter(Boolean));
   }
 }
