@@ -6,7 +6,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 DEMO_SCENARIO ?= escooter-13s-urban
 
-.PHONY: setup demo demo-fleet test bench lint format clean
+.PHONY: setup demo demo-fleet demo-analytics test bench lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ demo: setup
 # a small mixed fleet, its edges on a local broker and the cloud; prints the dashboard's address
 demo-fleet: setup
 	$(VENV)/bin/cellwarden cloud demo
+
+# three years of a mixed fleet with developing faults, analysed and scored against its truth
+demo-analytics: setup
+	$(VENV)/bin/cellwarden fleet simulate --packs 200 --days 1830 --seed 7 --out out/fleet
+	$(VENV)/bin/cellwarden fleet analyse --history out/fleet/history.parquet --as-of 2026-01-01 --out out/fleet/analysis
+	$(VENV)/bin/cellwarden fleet score --run out/fleet --as-of 2026-01-01
 
 test: setup
 	$(PY) -m pytest -n 2

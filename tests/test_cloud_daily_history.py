@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from tests.cloud_db import store_url  # noqa: F401
 
-from cellwarden.cloud.analytics.scheduled_analytics import run_day, run_if_due
+from cellwarden.cloud.analytics.scheduled_analytics import run_if_due
 from cellwarden.cloud.store.cloud_store import CloudStore, open_store
 from cellwarden.cloud.store.daily_history import parse_import, read_import
 from cellwarden.cloud.store.telemetry_writer import Arrival
@@ -373,4 +373,3 @@ def test_scheduled_run_derives_the_day_and_stores_an_analysis(
     assert analysis["horizon_days"] > 0 and analysis["duration_s"] > 0
     assert store.daily.export_history(fleet_id, [pack_id])["date"].max() == pd.Timestamp(DAY)
     assert run_if_due(store, now_s + 3600) is None  # once a day
-    assert run_day(store, DAY).fleets_analysed == [fleet_id]  # callable directly, again
