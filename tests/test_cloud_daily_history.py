@@ -95,6 +95,17 @@ def test_import_export_round_trip(store: CloudStore, fleet_id: int, simulated: p
     assert_same_history(read_history(again).rows, want)
 
 
+def test_missing_text_in_parquet_is_stored_as_empty(store: CloudStore, fleet_id: int,
+                                                    tmp_path: Path) -> None:  # fmt: skip
+    path = tmp_path / "nulls.parquet"
+    pd.DataFrame({"pack_id": ["p-1", "p-1"], "date": ["2024-01-01", "2024-01-02"],
+                  "soh_capacity_pct": [99.0, 98.5], "site": [None, "Depot"],
+                  "pack_type": [None, None]}).to_parquet(path)  # fmt: skip
+    store.daily.import_history(fleet_id, read_import(path), create_packs=True)
+    exported = store.daily.export_history(fleet_id)
+    assert exported[["site", "pack_type"]].values.tolist() == [["", ""], ["Depot", ""]]
+
+
 def test_reimport_replaces_its_days_and_keeps_the_others(
     store: CloudStore, fleet_id: int, simulated: pd.DataFrame
 ) -> None:

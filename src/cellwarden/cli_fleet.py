@@ -27,6 +27,13 @@ AsOfOption = Annotated[
     str | None, typer.Option("--as-of", help="Use only rows up to this day (YYYY-MM-DD).")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+ForecastDayOption = Annotated[
+    str, typer.Option("--as-of", help="Forecast from this day (YYYY-MM-DD).")
+]
+HorizonOption = Annotated[int, typer.Option(min=1, max=3650, help="Days ahead.")]
+EolOption = Annotated[
+    float, typer.Option(min=1.0, max=99.0, help="SoH (%) that ends a pack's first life.")
+]
 
 
 def _day(text: str | None, name: str = "--as-of") -> date | None:
@@ -105,10 +112,10 @@ def simulate(
 @fleet_app.command("forecast")
 def forecast_command(
     history_path: HistoryOption,
-    as_of: Annotated[str, typer.Option("--as-of", help="Forecast from this day (YYYY-MM-DD).")],
+    as_of: ForecastDayOption,
     out: Annotated[Path, typer.Option("--out", help="Forecast CSV to write.")],
-    horizon_days: Annotated[int, typer.Option(min=1, max=3650)] = 60,
-    eol_soh_pct: Annotated[float, typer.Option(min=1.0, max=99.0)] = 80.0,
+    horizon_days: HorizonOption = 60,
+    eol_soh_pct: EolOption = 80.0,
     as_json: JsonOption = False,
 ) -> None:
     """SoH at the horizon with p10/p90, and the end-of-life date with its band, per pack."""
@@ -163,9 +170,9 @@ def analyse(
 @fleet_app.command("score")
 def score(
     run_dir: Annotated[Path, typer.Option("--run", help="A `fleet simulate` output directory.")],
-    as_of: Annotated[str, typer.Option("--as-of", help="Forecast from this day (YYYY-MM-DD).")],
-    horizon_days: Annotated[int, typer.Option(min=1, max=3650)] = 60,
-    eol_soh_pct: Annotated[float, typer.Option(min=1.0, max=99.0)] = 80.0,
+    as_of: ForecastDayOption,
+    horizon_days: HorizonOption = 60,
+    eol_soh_pct: EolOption = 80.0,
     as_json: JsonOption = False,
 ) -> None:
     """Score the forecast (as of a day) and the prognosis (over the whole run) against the

@@ -23,12 +23,13 @@ class Scheduler:
     """Runs each job every ``period_s`` in one background thread; a failing job is logged and
     tried again next period, the others go on."""
 
-    def __init__(self, jobs: list[Job], clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, jobs: list[Job], clock: Callable[[], float] = time.time,
+                 name: str = "cloud-scheduler") -> None:  # fmt: skip
         self.jobs = jobs
         self.clock = clock
         self.failures: dict[str, str] = {}
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="cloud-scheduler", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()

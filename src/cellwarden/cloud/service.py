@@ -97,17 +97,24 @@ class WorkerPool:
                     process.kill()
 
 
-def scheduler_for(store, config: ServeConfig) -> Scheduler:
+def schedulers_for(store, config: ServeConfig) -> list[Scheduler]:
+    """The periodic work, in two threads: the fleet analytics (up to a minute per fleet once
+    a day) apart, so that rollups, alarms and notifications never wait for them."""
     alarms = AlarmEngine(store.db)
     notifier = Notifier(store.db, config.smtp_host, config.smtp_port, config.mail_from,
                         webhook_secret=config.webhook_secret)  # fmt: skip
-    return Scheduler([
-        Job("rollup and retention", 60.0, store.rollup.run),
-        Job("silent packs", 15.0, alarms.check_silence),
-        Job("escalation", 15.0, alarms.escalate),
-        Job("notifications", 5.0, notifier.deliver_due),
-        Job("fleet analytics", ANALYTICS_CHECK_S, lambda now_s: run_if_due(store, now_s)),
-    ])  # fmt: skip
+    return [
+        Scheduler([
+            Job("rollup and retention", 60.0, store.rollup.run),
+            Job("silent packs", 15.0, alarms.check_silence),
+            Job("escalation", 15.0, alarms.escalate),
+            Job("notifications", 5.0, notifier.deliver_due),
+        ]),
+        Scheduler(
+            [Job("fleet analytics", ANALYTICS_CHECK_S, lambda now_s: run_if_due(store, now_s))],
+            name="cloud-analytics",
+        ),
+    ]  # fmt: skip
 
 
 def serve(config: ServeConfig, ready: threading.Event | None = None) -> None:
@@ -115,17 +122,19 @@ def serve(config: ServeConfig, ready: threading.Event | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     store = open_store(config.db_url, retention=config.retention)  # migrated before workers
     pool = WorkerPool(config)
-    scheduler = scheduler_for(store, config)
+    schedulers = schedulers_for(store, config)
     server = uvicorn.Server(uvicorn.Config(create_app(store), host=config.host, port=config.port,
                                            log_level="warning"))  # fmt: skip
     pool.start()
-    scheduler.start()
+    for scheduler in schedulers:
+        scheduler.start()
     if ready is not None:
         threading.Thread(target=_signal_when_started, args=(server, ready), daemon=True).start()
     try:
         server.run()
     finally:
-        scheduler.stop()
+        for scheduler in schedulers:
+            scheduler.stop()
         pool.stop()
         store.close()
 

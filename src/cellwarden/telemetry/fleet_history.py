@@ -114,7 +114,7 @@ def parse_history(raw: pd.DataFrame, source: str = "history") -> FleetHistory:
             note((values < low) | (values > high), f"{name} outside {low:g}..{high:g}")
         frame[name] = values.astype(float)
     for name in TEXT_COLUMNS:
-        frame[name] = raw[name].astype(str).str.strip() if name in raw.columns else ""
+        frame[name] = raw[name].fillna("").astype(str).str.strip() if name in raw.columns else ""
     duplicated = frame.duplicated(subset=list(KEY_COLUMNS), keep="first") & dates.notna()
     note(duplicated, "a second row for the same pack and date")
     bad = np.zeros(len(frame), dtype=bool)

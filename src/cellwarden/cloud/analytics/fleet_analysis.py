@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from cellwarden.cloud.analytics.degradation_ranking import degradation, rank, rotation_advice
-from cellwarden.cloud.analytics.history_matrix import HistoryMatrix
+from cellwarden.cloud.analytics.history_matrix import HistoryMatrix, missing_values_expected
 from cellwarden.cloud.analytics.prognosis import prognose
 from cellwarden.cloud.analytics.soh_forecast import ForecastSettings, forecast
 from cellwarden.telemetry.fleet_history import FleetHistory
@@ -42,15 +42,16 @@ def analyse_fleet(
     if as_of is None:
         as_of = history.rows["date"].max().date()
     known = history.up_to(pd.Timestamp(as_of))
-    matrix = HistoryMatrix.from_history(known)
-    health = degradation(matrix)
-    return FleetAnalysis(
-        as_of=as_of,
-        ranking=rank(health),
-        forecast=forecast(known, as_of, settings or ForecastSettings()),
-        prognosis=prognose(matrix),
-        rotation=rotation_advice(health),
-    )
+    with missing_values_expected():
+        matrix = HistoryMatrix.from_history(known)
+        health = degradation(matrix)
+        return FleetAnalysis(
+            as_of=as_of,
+            ranking=rank(health),
+            forecast=forecast(known, as_of, settings or ForecastSettings()),
+            prognosis=prognose(matrix),
+            rotation=rotation_advice(health),
+        )
 
 
 def records(frame: pd.DataFrame) -> list[dict]:

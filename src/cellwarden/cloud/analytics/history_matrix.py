@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,3 +79,12 @@ def rolling_median(matrix: np.ndarray, window: int) -> np.ndarray:
     """Trailing median over ``window`` days per pack (NaN ignored; needs half the window)."""
     frame = pd.DataFrame(matrix.T)
     return frame.rolling(window, min_periods=max(1, window // 2)).median().to_numpy().T
+
+
+@contextmanager
+def missing_values_expected() -> Iterator[None]:
+    """Silence NumPy's warnings about reductions over packs or days without any value: a pack
+    with no reading of a column is a normal case here (its result is NaN, then handled)."""
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.filterwarnings("ignore", r"(All-NaN slice|Mean of empty slice)", RuntimeWarning)
+        yield

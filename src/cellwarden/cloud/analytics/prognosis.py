@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from cellwarden.cloud.analytics.history_matrix import HistoryMatrix
+from cellwarden.cloud.analytics.history_matrix import HistoryMatrix, missing_values_expected
 
 RECENT_DAYS = 7
 GAP_DAYS = 45
@@ -168,7 +168,7 @@ def prognose(matrix: HistoryMatrix) -> pd.DataFrame:
     """Every pack's developing faults as of the history's last day: one row per pack and
     fault kind flagged on that day, with the first day of the flag and the reason."""
     rows = []
-    for trace in (run_detector(detector, matrix) for detector in DETECTORS):
+    for trace in _traces(matrix):
         last = trace.flagged[:, -1]
         for pack in np.flatnonzero(last):
             rows.append(_flag_row(matrix, trace, pack, _streak_start(trace.flagged[pack])))
@@ -179,10 +179,15 @@ def first_flags(matrix: HistoryMatrix) -> pd.DataFrame:
     """The first day each pack was flagged for each fault kind over the whole history (what
     scheduled runs would have raised first), with the reason of that day."""
     rows = []
-    for trace in (run_detector(detector, matrix) for detector in DETECTORS):
+    for trace in _traces(matrix):
         for pack in np.flatnonzero(trace.flagged.any(axis=1)):
             rows.append(_flag_row(matrix, trace, pack, int(np.argmax(trace.flagged[pack]))))
     return _one_per_kind(pd.DataFrame(rows, columns=FLAG_COLUMNS))
+
+
+def _traces(matrix: HistoryMatrix) -> list[DetectorTrace]:
+    with missing_values_expected():
+        return [run_detector(detector, matrix) for detector in DETECTORS]
 
 
 FLAG_COLUMNS = ("pack_id", "fault_kind", "first_flag_date", "reason", "recent", "baseline")

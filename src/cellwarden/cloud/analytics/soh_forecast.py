@@ -22,7 +22,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from cellwarden.cloud.analytics.history_matrix import HistoryMatrix
+from cellwarden.cloud.analytics.history_matrix import HistoryMatrix, missing_values_expected
 from cellwarden.cloud.analytics.soh_model import (
     DailyStress,
     Fit,
@@ -128,7 +128,11 @@ def forecast(history: FleetHistory, as_of: date, settings: ForecastSettings) -> 
     known = history.up_to(pd.Timestamp(as_of))
     if known.rows.empty:
         raise ForecastError(f"the history has no rows on or before {as_of}")
-    matrix = HistoryMatrix.from_history(known)
+    with missing_values_expected():
+        return _forecast(HistoryMatrix.from_history(known), as_of, settings)
+
+
+def _forecast(matrix: HistoryMatrix, as_of: date, settings: ForecastSettings) -> pd.DataFrame:
     origin = (pd.Timestamp(as_of) - matrix.dates[0]).days
     context = _Context(matrix)
     groups = _choose_shapes(context, origin, settings.horizon_days)

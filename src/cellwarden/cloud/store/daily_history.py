@@ -355,7 +355,7 @@ def _stored_rows(rows: pd.DataFrame, packs: dict[str, int]) -> list[tuple]:
     return list(zip(
         rows["pack_id"].map(packs).astype(int).tolist(), rows["date"].dt.strftime("%Y-%m-%d"),
         *(values[name].tolist() for name in NUMERIC_COLUMNS),
-        *(rows[name].astype(str).tolist() for name in TEXT_COLUMNS), strict=True,
+        *(rows[name].fillna("").astype(str).tolist() for name in TEXT_COLUMNS), strict=True,
     ))  # fmt: skip
 
 

@@ -1,7 +1,7 @@
 """Migration 3: fleet analytics — one row of daily figures per pack and day, and the latest
 analysis of each fleet.
 
-Frozen once released. ``pack_daily`` holds the fleet history format (``telemetry.fleet_history``)
+Frozen once released. ``pack_daily`` holds the fleet history format (docs/fleet-history.md)
 in the store: a REAL column per numeric column of the format, the pack type and site as text,
 and the day as ``YYYY-MM-DD``. Rows come from imported history files and from each day's
 telemetry (``DailyHistory.derive_day``). ``fleet_analytics`` keeps each fleet's newest

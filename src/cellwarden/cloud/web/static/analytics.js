@@ -48,8 +48,8 @@ function table(testid, caption, columns, body) {
   );
 }
 
-function emptyRow(body, columns, text) {
-  body.append(h("tr", {}, h("td", { colspan: String(columns), class: "empty" }, text)));
+function emptyRow(body, span, text) {
+  body.append(h("tr", {}, h("td", { colspan: String(span), class: "empty" }, text)));
 }
 
 function section(id, title, ...children) {
@@ -77,6 +77,7 @@ export function analyticsView(root, { org, navigate }, fleetId) {
   const rankingBody = h("tbody");
   const forecastColumns = ["Pack", "SoH at horizon", "p10 – p90", "End of life", "p10 – p90", "Chart"];
   const forecastBody = h("tbody");
+  const forecastNote = h("p", { class: "muted", "data-testid": "forecast-note" });
   const prognosisColumns = ["Pack", "Fault", "First flagged", "Reason"];
   const prognosisBody = h("tbody");
   const rotationColumns = ["Type", "Site", "Heavy use", "Light use", "Reason"];
@@ -109,7 +110,7 @@ export function analyticsView(root, { org, navigate }, fleetId) {
       section(
         "forecast-title",
         "SoH forecast",
-        h("p", { class: "muted", "data-testid": "forecast-note" }),
+        forecastNote,
         table("analytics-forecast", "SoH at the horizon and end of life per pack", forecastColumns, forecastBody),
         chartTitle,
         h("div", { class: "canvas-box chart-box static" }, chartCanvas),
@@ -211,7 +212,7 @@ export function analyticsView(root, { org, navigate }, fleetId) {
   }
 
   function horizonSeconds() {
-    return daySeconds(analysis.as_of) + (analysis.horizon_days ?? 0) * DAY_S;
+    return daySeconds(analysis.as_of) + analysis.horizon_days * DAY_S;
   }
 
   function show(found) {
@@ -224,8 +225,8 @@ export function analyticsView(root, { org, navigate }, fleetId) {
     fill(forecastBody, forecastColumns, found.forecast ?? [], forecastRow, "No forecast.");
     fill(prognosisBody, prognosisColumns, found.prognosis ?? [], prognosisRow, "No developing fault found.");
     fill(rotationBody, rotationColumns, found.rotation ?? [], rotationRow, "No pair of packs to swap.");
-    root.querySelector('[data-testid="forecast-note"]').textContent =
-      `SoH on ${dayText(horizonSeconds())} (${found.horizon_days ?? "?"} days after ${found.as_of}) with its 10th–90th percentile band, ` +
+    forecastNote.textContent =
+      `SoH on ${dayText(horizonSeconds())} (${found.horizon_days} days after ${found.as_of}) with its 10th–90th percentile band, ` +
       "and the day SoH reaches the end-of-life limit.";
     const packs = (found.forecast ?? []).map((f) => f.device_id).filter(Boolean);
     if (!packs.includes(chosen.deviceId)) chosen.deviceId = packs[0] ?? null;
