@@ -22,9 +22,10 @@ from cellwarden.cloud.analytics.history_matrix import HistoryMatrix, missing_val
 
 RECENT_DAYS = 7
 GAP_DAYS = 45
-REFERENCE_DAYS = 365
+REFERENCE_DAYS = 180
 MIN_BASELINE_DAYS = 30
 PERSIST_DAYS = 3
+EXPLAINED_BY = {"cooling": ("contactor", "resistance_growth")}  # extra heat has other causes
 THERMAL_WINDOW_DAYS = 21
 LOADED_C = 0.1  # days with an RMS current above this C-rate show the cooling at work
 
@@ -78,10 +79,14 @@ def _relative(name: str) -> Callable[[HistoryMatrix], np.ndarray]:
 
 
 def thermal_resistance_fit(matrix: HistoryMatrix) -> tuple[np.ndarray, np.ndarray]:
-    """log of the slope of (peak temperature - ambient) against the heat proxy
-    I_rms² / (SoH_R / 100), fitted over the loaded days of the last ``THERMAL_WINDOW_DAYS``
-    (at least half of them), and its standard error: the cooling's thermal resistance up to
-    a constant, independent of load, weather and cell ageing."""
+    """log of the cooling's thermal resistance (up to a constant) and its standard error.
+
+    Peak temperature - ambient = c + k x, with x = I_rms² / (SoH_R / 100) the heat proxy
+    (independent of load, weather and cell ageing). The offset c, a property of the site and
+    the pack's mounting, is fitted once over the pack's reference period (causally, like the
+    baseline); k is then fitted through that offset over the loaded days of the last
+    ``THERMAL_WINDOW_DAYS`` (at least half of them), which is far less noisy than fitting
+    both over a few weeks of similar days."""
     rise = matrix.column("temp_max_c") - matrix.column("ambient_temp_c")
     soh_r = matrix.column("soh_resistance_pct")
     current = matrix.column("current_rms_a")
@@ -90,22 +95,38 @@ def thermal_resistance_fit(matrix: HistoryMatrix) -> tuple[np.ndarray, np.ndarra
     loaded = current > LOADED_C * np.where(np.isfinite(capacity), capacity, 0.0)
     ok = np.isfinite(rise) & np.isfinite(heat) & loaded
     x, y = np.where(ok, heat, 0.0), np.where(ok, rise, 0.0)
+    offset = _reference_offset(matrix, ok, x, y)
 
     def window(values: np.ndarray) -> np.ndarray:
         sums = pd.DataFrame(values.T).rolling(THERMAL_WINDOW_DAYS, min_periods=1).sum()
         return sums.to_numpy().T
 
-    n, sx, sy = window(ok.astype(float)), window(x), window(y)
-    count = np.maximum(n, 1)
-    sxx = window(x * x) - sx * sx / count
-    sxy = window(x * y) - sx * sy / count
-    syy = window(y * y) - sy * sy / count
+    n = window(ok.astype(float))
+    excess = np.where(ok, y - offset, 0.0)
+    sxx, sxy, syy = window(x * x), window(x * excess), window(excess * excess)
     slope = sxy / np.where(sxx > 0, sxx, np.nan)
-    residual = np.maximum(syy - slope * sxy, 0.0) / np.maximum(n - 2, 1)
+    residual = np.maximum(syy - slope * sxy, 0.0) / np.maximum(n - 1, 1)
     slope_error = np.sqrt(residual / np.where(sxx > 0, sxx, np.nan))
-    usable = (n >= THERMAL_WINDOW_DAYS // 2) & (sxx > 0) & (slope > 0)
+    usable = (n >= THERMAL_WINDOW_DAYS // 2) & (sxx > 0) & (slope > 0) & np.isfinite(offset)
     return (np.log(np.where(usable, slope, np.nan)),
             np.where(usable, slope_error / np.where(usable, slope, 1.0), np.nan))  # fmt: skip
+
+
+def _reference_offset(matrix, ok, x, y) -> np.ndarray:
+    """Per pack and day: the intercept of rise against heat over the loaded days of the
+    pack's reference period that lie ``GAP_DAYS`` or more in the past."""
+    age = np.arange(ok.shape[1])[None, :] - matrix.first_day()[:, None]
+    use = ok & (age < REFERENCE_DAYS)
+
+    def past(values: np.ndarray) -> np.ndarray:
+        summed = np.cumsum(np.where(use, values, 0.0), axis=1)
+        return np.pad(summed, ((0, 0), (GAP_DAYS, 0)))[:, : ok.shape[1]]
+
+    n, sx, sy, sxx, sxy = past(np.ones_like(x)), past(x), past(y), past(x * x), past(x * y)
+    count = np.maximum(n, 1)
+    variance = sxx - sx * sx / count
+    slope = (sxy - sx * sy / count) / np.where(variance > 0, variance, np.nan)
+    return np.where(n >= MIN_BASELINE_DAYS, (sy - slope * sx) / count, np.nan)
 
 
 DETECTORS = (
@@ -116,7 +137,7 @@ DETECTORS = (
     Detector("resistance_growth", "cell resistance growth (worst/median)", "ratio",
              _column("resistance_max_ratio"), _constant(0.12)),
     Detector("cooling", "cooling degradation (thermal resistance)", "log ratio",
-             lambda matrix: thermal_resistance_fit(matrix)[0], _constant(np.log(1.2)),
+             lambda matrix: thermal_resistance_fit(matrix)[0], _constant(np.log(1.1)),
              z_threshold=4.0, smoothed=True,
              feature_error=lambda matrix: thermal_resistance_fit(matrix)[1]),
     Detector("current_sensor", "current sensor drift (path-open reading)", "A",
@@ -223,4 +244,16 @@ def _one_per_kind(flags: pd.DataFrame) -> pd.DataFrame:
     reasons = flags.groupby(["pack_id", "fault_kind"])["reason"].agg("; ".join)
     first = flags.groupby(["pack_id", "fault_kind"], as_index=False).first()
     first["reason"] = reasons.to_numpy()
-    return first.sort_values(["first_flag_date", "pack_id"]).reset_index(drop=True)
+    return _unexplained(first).sort_values(["first_flag_date", "pack_id"]).reset_index(drop=True)
+
+
+def _unexplained(flags: pd.DataFrame) -> pd.DataFrame:
+    """Without the flags another fault of the same pack, flagged no later, explains: a worn
+    contactor or a cell's resistance heats the pack as a failing cooling would."""
+    keep = np.ones(len(flags), dtype=bool)
+    for index, flag in enumerate(flags.itertuples()):
+        causes = EXPLAINED_BY.get(flag.fault_kind, ())
+        earlier = flags[(flags["pack_id"] == flag.pack_id) & flags["fault_kind"].isin(causes)
+                        & (flags["first_flag_date"] <= flag.first_flag_date)]  # fmt: skip
+        keep[index] = earlier.empty
+    return flags[keep]

@@ -67,7 +67,8 @@ def score_forecast(
         low = pd.Timestamp(row["eol_p10_date"]) if row["eol_p10_date"] else limit
         high = pd.Timestamp(row["eol_p90_date"]) if row["eol_p90_date"] else limit
         banded.append(low <= when <= high)
-    relative_array = np.array(relative) if relative else np.array([np.nan])
+    relative_array = np.array(relative)
+    nan = float("nan")
     return ForecastScore(
         packs=int(scored.sum()),
         mae_pct=float(error.mean()),
@@ -75,10 +76,10 @@ def score_forecast(
         mae_over_fade=float(error.mean() / fade.mean()),
         band_coverage=float(inside[scored].mean()),
         eol_packs=len(relative),
-        eol_error_over_remaining_mean=float(np.nanmean(relative_array)),
-        eol_error_over_remaining_median=float(np.nanmedian(relative_array)),
-        eol_error_over_remaining_max=float(np.nanmax(relative_array)),
-        eol_band_coverage=float(np.mean(banded)) if banded else float("nan"),
+        eol_error_over_remaining_mean=float(relative_array.mean()) if relative else nan,
+        eol_error_over_remaining_median=float(np.median(relative_array)) if relative else nan,
+        eol_error_over_remaining_max=float(relative_array.max()) if relative else nan,
+        eol_band_coverage=float(np.mean(banded)) if banded else nan,
     )
 
 
