@@ -126,6 +126,21 @@ def test_reimport_replaces_its_days_and_keeps_the_others(
     assert_same_history(exported[~replaced].reset_index(drop=True), kept.reset_index(drop=True))
 
 
+def test_a_file_without_a_column_leaves_its_stored_values(
+    store: CloudStore, fleet_id: int, simulated: pd.DataFrame
+) -> None:
+    store.daily.import_history(fleet_id, parse_import(simulated), create_packs=True)
+    pack = simulated["pack_id"].iloc[0]
+    days = simulated[simulated["pack_id"] == pack].tail(5)
+    partial = days[["pack_id", "date"]].assign(soh_capacity_pct=42.0)
+    store.daily.import_history(fleet_id, parse_import(partial))
+    exported = store.daily.export_history(fleet_id)
+    touched = exported[(exported["pack_id"] == pack) & exported["date"].isin(days["date"])]
+    assert (touched["soh_capacity_pct"] == 42.0).all()
+    np.testing.assert_allclose(touched["efc_total"], days["efc_total"], rtol=1e-9)
+    assert (touched["pack_type"] == days["pack_type"].to_numpy()).all()
+
+
 def test_bad_rows_are_reported_by_line_and_the_others_stored(
     store: CloudStore, fleet_id: int, simulated: pd.DataFrame, tmp_path: Path
 ) -> None:
@@ -167,8 +182,8 @@ def test_a_failed_import_stores_nothing_and_loses_nothing(
     # a failure inside the transaction: after packs were registered, before rows were written
     original = store.daily._upsert
 
-    def failing(rows: list[tuple]) -> None:
-        original(rows[:5])
+    def failing(rows: list[tuple], columns) -> None:
+        original(rows[:5], columns)
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(store.daily, "_upsert", failing)

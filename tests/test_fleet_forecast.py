@@ -10,7 +10,12 @@ import pytest
 from typer.testing import CliRunner
 
 from cellwarden.cli import app
-from cellwarden.cloud.analytics.soh_forecast import FORECAST_COLUMNS, ForecastSettings, forecast
+from cellwarden.cloud.analytics.soh_forecast import (
+    FORECAST_COLUMNS,
+    ForecastError,
+    ForecastSettings,
+    forecast,
+)
 from cellwarden.simulation.fleet.scoring import score_forecast
 from cellwarden.simulation.fleet.simulator import FleetSpec, simulate_fleet
 from cellwarden.telemetry.fleet_history import parse_history, write_history
@@ -112,3 +117,22 @@ def test_cli_forecast_writes_the_columns(tmp_path):
                                      "--as-of", "2019-01-01", "--out", str(out)])  # fmt: skip
     assert early.exit_code == 2
     assert "no rows on or before 2019-01-01" in early.output
+
+
+def test_odd_but_valid_requests_are_answered():
+    rows, _laws = _analytic_history(300)
+    history = parse_history(rows)
+    last = START + timedelta(days=299)
+    later = forecast(history, last + timedelta(days=20), ForecastSettings(horizon_days=60))
+    assert len(later) == 6  # as of a day after the last row: from the last rows on
+    for horizon in (1, 2, 14, 3650):
+        result = forecast(history, last, ForecastSettings(horizon_days=horizon))
+        assert (result["soh_p10_pct"] <= result["soh_pct_at_horizon"]).all()
+        assert (result["soh_pct_at_horizon"] <= result["soh_p90_pct"]).all()
+    sparse = rows.copy()
+    sparse.loc[sparse["pack_id"] == "p0", "soh_capacity_pct"] = np.nan
+    result = forecast(parse_history(sparse), last, ForecastSettings())
+    assert "p0" not in set(result["pack_id"])
+    assert "only 0 SoH estimates" in result.attrs["skipped"]["p0"]
+    with pytest.raises(ForecastError, match="no pack has 10 or more SoH estimates"):
+        forecast(parse_history(rows.assign(soh_capacity_pct=np.nan)), last, ForecastSettings())

@@ -69,6 +69,9 @@ def test_bad_rows_reported_by_line_and_the_rest_kept(tmp_path):
         "a,2024-01-01,96.0,31\n"  # the same day again
         "a,2024-01-06,inf,30\n"  # not finite
         "b,2024-01-01,99.0,25\n"  # line 8 good
+        "b,2024-01-02garbage,99.0,25\n"  # trailing garbage
+        "b,2999-12-31,99.0,25\n"  # a wrong year
+        "b,2024-01-03T00:00:00,98.9,25\n"  # line 11 good: a timestamp's day
     )
     history = read_history(path)
     reasons = {problem.line: problem.reason for problem in history.problems}
@@ -76,9 +79,10 @@ def test_bad_rows_reported_by_line_and_the_rest_kept(tmp_path):
         2: "date is not YYYY-MM-DD", 3: "soh_capacity_pct is not a number",
         4: "empty pack_id", 5: "temp_max_c outside -60..150",
         6: "a second row for the same pack and date", 7: "soh_capacity_pct is not finite",
+        9: "date is not YYYY-MM-DD", 10: "date outside 1990-01-01..2099-12-31",
     }  # fmt: skip
     assert history.rows[["pack_id", "soh_capacity_pct"]].values.tolist() == [
-        ["a", 97.5], ["b", 99.0],
+        ["a", 97.5], ["b", 99.0], ["b", 98.9],
     ]  # fmt: skip
 
 

@@ -36,6 +36,9 @@ PLAUSIBLE_RANGES = {
 }  # fmt: skip
 
 
+FIRST_DATE, LAST_DATE = pd.Timestamp("1990-01-01"), pd.Timestamp("2099-12-31")
+
+
 class HistoryError(ValueError):
     """A history file that cannot be read at all (missing, unknown format, no key columns)."""
 
@@ -52,13 +55,12 @@ class FleetHistory:
 
     rows: pd.DataFrame
     problems: list[RowProblem]
-
-    def pack_ids(self) -> list[str]:
-        return list(self.rows["pack_id"].unique())
+    columns: frozenset[str] = frozenset(ALL_COLUMNS)  # the known columns the source had
 
     def up_to(self, as_of: pd.Timestamp) -> FleetHistory:
         """Only the rows dated on or before ``as_of``."""
-        return FleetHistory(self.rows[self.rows["date"] <= as_of].reset_index(drop=True), [])
+        kept = self.rows[self.rows["date"] <= as_of].reset_index(drop=True)
+        return FleetHistory(kept, [], self.columns)
 
 
 def read_history(path: str | Path) -> FleetHistory:
@@ -93,12 +95,14 @@ def parse_history(raw: pd.DataFrame, source: str = "history") -> FleetHistory:
             problems.setdefault(int(index), reason)
 
     pack_ids = raw["pack_id"].astype(str).str.strip()
-    note(raw["pack_id"].isna() | pack_ids.isin(["", "nan", "None"]), "empty pack_id")
+    note(raw["pack_id"].isna() | (pack_ids == ""), "empty pack_id")
     frame["pack_id"] = pack_ids
-    dates = pd.to_datetime(
-        raw["date"].astype(str).str.strip().str[:10], format="%Y-%m-%d", errors="coerce"
-    )
+    text = raw["date"].astype(str).str.strip()
+    well_formed = text.str.fullmatch(r"\d{4}-\d{2}-\d{2}([T ][0-9:.+\-Z]*)?").fillna(False)
+    dates = pd.to_datetime(text.str[:10].where(well_formed), format="%Y-%m-%d", errors="coerce")
     note(dates.isna(), "date is not YYYY-MM-DD")
+    note((dates < FIRST_DATE) | (dates > LAST_DATE),
+         f"date outside {FIRST_DATE.date()}..{LAST_DATE.date()}")  # fmt: skip
     frame["date"] = dates
     for name in NUMERIC_COLUMNS:
         if name not in raw.columns:
@@ -123,7 +127,8 @@ def parse_history(raw: pd.DataFrame, source: str = "history") -> FleetHistory:
         bad[positions[index]] = True
     rows = frame[~bad].sort_values(["pack_id", "date"], kind="stable").reset_index(drop=True)
     listed = [RowProblem(positions[i] + 1, reason) for i, reason in problems.items()]
-    return FleetHistory(rows, sorted(listed, key=lambda problem: problem.line))
+    present = frozenset(name for name in ALL_COLUMNS if name in raw.columns)
+    return FleetHistory(rows, sorted(listed, key=lambda problem: problem.line), present)
 
 
 def write_history(rows: pd.DataFrame, path: str | Path) -> None:

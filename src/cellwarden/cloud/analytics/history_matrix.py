@@ -10,7 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from cellwarden.telemetry.fleet_history import NUMERIC_COLUMNS, FleetHistory
+from cellwarden.telemetry.fleet_history import NUMERIC_COLUMNS, FleetHistory, HistoryError
+
+MAX_SPAN_DAYS = 25 * 365  # a longer span is a wrong date, and would not fit in memory
 
 
 @dataclass
@@ -26,12 +28,22 @@ class HistoryMatrix:
     site: np.ndarray
 
     @classmethod
-    def from_history(cls, history: FleetHistory) -> HistoryMatrix:
+    def from_history(
+        cls, history: FleetHistory, until: pd.Timestamp | None = None
+    ) -> HistoryMatrix:
+        """Days from the first row to the last (or to ``until``, when that is later)."""
         rows = history.rows
         if rows.empty:
-            raise ValueError("the history has no usable rows")
+            raise HistoryError("the history has no usable rows")
         pack_ids = sorted(rows["pack_id"].unique())
         first, last = rows["date"].min(), rows["date"].max()
+        if until is not None:
+            last = max(last, until)
+        if (last - first).days > MAX_SPAN_DAYS:
+            raise HistoryError(
+                f"the history spans {first.date()} to {last.date()}, more than "
+                f"{MAX_SPAN_DAYS // 365} years: is a date wrong?"
+            )
         dates = pd.date_range(first, last, freq="D")
         pack_index = pd.Index(pack_ids).get_indexer(rows["pack_id"])
         day_index = ((rows["date"] - first).dt.days).to_numpy()

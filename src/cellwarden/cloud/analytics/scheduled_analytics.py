@@ -27,8 +27,9 @@ class AsOfError(AnalyticsError):
 
 
 def analyse_stored_fleet(store: CloudStore, fleet_id: int, as_of: date | None = None) -> dict:
-    """Analyse the fleet's daily rows up to ``as_of`` (default: its last day), store the
-    result as its latest and return it as ``latest_analysis`` gives it."""
+    """Analyse the fleet's daily rows up to ``as_of`` (default: its last day), keep the
+    result as its latest (unless a later day's is kept) and return it as
+    ``latest_analysis`` gives it."""
     span = store.daily.day_span(fleet_id)
     if span is None:
         raise AnalyticsError(f"fleet {fleet_id} has no daily rows yet: import a history or "
@@ -48,8 +49,7 @@ def analyse_stored_fleet(store: CloudStore, fleet_id: int, as_of: date | None = 
         ) from error
     duration_s = round(time.perf_counter() - started_s, 3)
     body = analysis.to_json() | {"horizon_days": settings.horizon_days, "duration_s": duration_s}
-    store.daily.save_analysis(fleet_id, body)
-    return store.daily.latest_analysis(fleet_id)
+    return store.daily.save_analysis(fleet_id, body)
 
 
 @dataclass
@@ -75,6 +75,9 @@ def run_day(store: CloudStore, day: date, derive: list[date] | None = None) -> D
         except AnalyticsError as error:
             run.failures[fleet_id] = str(error)
             log.warning("fleet analytics: %s", error)
+        except Exception as error:  # one fleet's bad data never stops the others' analysis
+            run.failures[fleet_id] = f"{type(error).__name__}: {error}"
+            log.exception("fleet analytics of fleet %s failed", fleet_id)
         else:
             run.fleets_analysed.append(fleet_id)
     return run

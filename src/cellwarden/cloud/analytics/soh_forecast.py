@@ -38,7 +38,11 @@ from cellwarden.telemetry.fleet_history import FleetHistory
 SHAPES = tuple(
     Shape(*values)
     for values in itertools.product(
-        (0.5, 0.75, 1.0), (0.5, 0.75, 1.0), (30e3, 60e3, 100e3), (0.0, 30e3), (np.inf, 365.0)
+        (0.5, 0.75, 1.0),
+        (0.5, 0.75, 1.0, 1.5, 2.0),
+        (30e3, 60e3, 100e3),
+        (0.0, 30e3),
+        (np.inf, 365.0),
     )
 )
 Z_P90 = 1.2815515655446004
@@ -51,6 +55,9 @@ BACKTEST_STEP_DAYS = 30
 LONG_HORIZON_DAYS = 365  # back-tests a year ahead, for the extrapolation to end of life
 LONG_ORIGINS = 4
 MIN_TRAINING_DAYS = 120
+RECENT_FIT_DAYS = 90  # the departure from the model is measured over these last days
+DEPARTURE_Z = 4.0
+MIN_SOH_POINTS = 10  # a pack with fewer SoH estimates is not forecast (the reason is given)
 DEFAULT_MODEL_ERROR = 0.3
 FORECAST_COLUMNS = ("pack_id", "soh_pct_at_horizon", "soh_p10_pct", "soh_p90_pct", "eol_date",
                     "eol_p10_date", "eol_p90_date")  # fmt: skip
@@ -122,14 +129,26 @@ class _Context:
 
 def forecast(history: FleetHistory, as_of: date, settings: ForecastSettings) -> pd.DataFrame:
     """One row per pack: the forecast columns of docs/fleet-history.md and a few more
-    (``soh_now_pct``, ``fade_pct_per_year``, ``model``)."""
+    (``soh_now_pct``, ``fade_pct_per_year``, ``model``). Packs with too few SoH estimates are
+    left out, with the reason in ``result.attrs["skipped"]``."""
     if settings.horizon_days < 1:
         raise ForecastError("the horizon is at least one day")
     known = history.up_to(pd.Timestamp(as_of))
     if known.rows.empty:
         raise ForecastError(f"the history has no rows on or before {as_of}")
+    counts = known.rows.groupby("pack_id")["soh_capacity_pct"].count()
+    skipped = {pack: f"only {count} SoH estimates up to {as_of} (at least {MIN_SOH_POINTS})"
+               for pack, count in counts.items() if count < MIN_SOH_POINTS}  # fmt: skip
+    if len(skipped) == len(counts):
+        raise ForecastError(
+            f"no pack has {MIN_SOH_POINTS} or more SoH estimates up to {as_of}: nothing to fit"
+        )
+    known = FleetHistory(known.rows[~known.rows["pack_id"].isin(skipped)], [])
     with missing_values_expected():
-        return _forecast(HistoryMatrix.from_history(known), as_of, settings)
+        matrix = HistoryMatrix.from_history(known, until=pd.Timestamp(as_of))
+        result = _forecast(matrix, as_of, settings)
+    result.attrs["skipped"] = skipped
+    return result
 
 
 def _forecast(matrix: HistoryMatrix, as_of: date, settings: ForecastSettings) -> pd.DataFrame:
@@ -158,7 +177,7 @@ def _forecast(matrix: HistoryMatrix, as_of: date, settings: ForecastSettings) ->
                     fit.theta[pack], fit.covariance[pack],
                 ))  # fmt: skip
     rows = [
-        _pack_forecast(matrix, members[int(pack)], group, int(pack), origin, settings, rng)
+        _pack_forecast(context, members[int(pack)], group, int(pack), origin, settings, rng)
         for group in groups
         for pack in group.packs
     ]
@@ -206,16 +225,17 @@ def _backtests(context: _Context, fitter: ShapeFitter, cutoffs: list[int], horiz
             fit.calendar_stress[rows, last], fit.cycle_stress[rows, last], last, span
         )
         block_end = cutoff + horizon
-        offsets = block_end - last[:, None] - np.arange(SCORE_BLOCK_DAYS)[None, ::-1]
+        block = min(SCORE_BLOCK_DAYS, horizon)  # never reaching back into the training days
+        offsets = block_end - last[:, None] - np.arange(block)[None, ::-1]
         x = design(calendar[rows[:, None], offsets], cycle[rows[:, None], offsets], fitter.shape)
-        observed = soh[:, block_end - SCORE_BLOCK_DAYS + 1 : block_end + 1]
+        observed = soh[:, block_end - block + 1 : block_end + 1]
         seen = np.isfinite(observed)
         counts = seen.sum(axis=1)
         x_mean = np.nanmean(np.where(seen[..., None], x, np.nan), axis=1)
         predicted = np.einsum("pi,pi->p", x_mean, fit.theta)
         x_now = design(calendar[:, 0], cycle[:, 0], fitter.shape)
         trained = np.isfinite(soh[:, : cutoff + 1]).sum(axis=1)
-        valid = (counts >= 5) & (trained >= 60)
+        valid = (counts >= min(5, block)) & (trained >= 60)
         results[0][index] = np.where(valid, predicted - np.nanmean(observed, axis=1), np.nan)
         results[1][index] = np.where(valid, sigma**2 / np.maximum(counts, 1), np.nan)
         results[2][index] = np.where(
@@ -272,17 +292,44 @@ def _model_error(scored, members, packs) -> float:
     return float(max(np.sqrt(max(excess, 0.0) / scale), MIN_MODEL_ERROR))
 
 
-def _pack_forecast(matrix, members, group, pack, origin, settings, rng) -> dict:
+def _recent_departure(context: _Context, members, pack: int, last: int):
+    """Level and trend (per day) of the observations' departure from the fitted path over
+    the pack's last ``RECENT_FIT_DAYS``, with their variances; zeros unless the departure is
+    significant (the model's family no longer follows the pack, e.g. after a knee)."""
+    fitted = sum(m.weight * (m.x_history @ m.theta) for m in members)
+    start = max(last - RECENT_FIT_DAYS + 1, 0)
+    observed = context.soh[pack, start : last + 1]
+    seen = np.isfinite(observed)
+    if seen.sum() < RECENT_FIT_DAYS // 3:
+        return 0.0, 0.0, 0.0, 0.0
+    days = (np.arange(start, last + 1) - last)[seen]
+    residual = observed[seen] - fitted[start : last + 1][seen]
+    design_matrix = np.stack([np.ones_like(days, dtype=float), days], axis=1)
+    covariance = np.linalg.inv(design_matrix.T @ design_matrix) * context.sigma[pack] ** 2
+    level, trend = np.linalg.lstsq(design_matrix, residual, rcond=None)[0]
+    z_level = level / np.sqrt(covariance[0, 0])
+    z_trend = trend / np.sqrt(covariance[1, 1])
+    if max(abs(z_level), abs(z_trend)) < DEPARTURE_Z:
+        return 0.0, 0.0, 0.0, 0.0
+    return float(level), float(trend), float(covariance[0, 0]), float(covariance[1, 1])
+
+
+def _pack_forecast(context, members, group, pack, origin, settings, rng) -> dict:
+    matrix = context.matrix
     last = int(matrix.last_day()[pack])
     now = origin - last  # days ahead of the pack's last row
     horizon_end = now + settings.horizon_days
-    paths = np.array([member.x_ahead @ member.theta for member in members])
+    level, trend, level_var, trend_var = _recent_departure(context, members, pack, last)
+    ahead = np.arange(len(members[0].x_ahead))
+    departure = level + trend * ahead
+    paths = np.array([member.x_ahead @ member.theta for member in members]) + departure
     weights = np.array([member.weight for member in members])
     path = weights @ paths
     centre = path[horizon_end]
     fade_ahead = path[now] - centre
     param_var = sum(m.weight * (m.x_ahead[horizon_end] @ m.covariance @ m.x_ahead[horizon_end])
                     for m in members)  # fmt: skip
+    param_var += level_var + trend_var * horizon_end**2
     between_var = weights @ (paths[:, horizon_end] - centre) ** 2
     spread = np.sqrt(param_var + between_var + (group.model_error * fade_ahead) ** 2)
 
@@ -292,16 +339,17 @@ def _pack_forecast(matrix, members, group, pack, origin, settings, rng) -> dict:
         thetas = rng.multivariate_normal(member.theta, member.covariance, count, method="cholesky")
         thetas[:, 1:] = np.maximum(thetas[:, 1:], 0.0)
         factor = rng.normal(1.0, group.model_error_year, count)[:, None]
-        level = thetas @ member.x_ahead[now]
-        drawn.append(level[:, None] - factor * (level[:, None] - thetas @ member.x_ahead[now:].T))
+        start = thetas @ member.x_ahead[now] + departure[now]
+        model = thetas @ member.x_ahead[now:].T + departure[None, now:]
+        drawn.append(start[:, None] - factor * (start[:, None] - model))
     eol_days = _first_below(np.concatenate(drawn), settings.eol_soh_pct)
     mean_eol = _first_below(path[None, now:], settings.eol_soh_pct)[0]
-    if path[now] <= settings.eol_soh_pct:  # already past: when the fitted path crossed
-        fitted = sum(m.weight * (m.x_history @ m.theta) for m in members)
-        crossed = np.flatnonzero(fitted <= settings.eol_soh_pct)
-        mean_eol = float(crossed[0] - origin) if len(crossed) else 0.0
     never = 1e9  # a draw that never reaches EoL sorts last
     p10, p90 = np.quantile(np.where(np.isfinite(eol_days), eol_days, never), [0.1, 0.9])
+    if path[now] <= settings.eol_soh_pct:  # already past: the day the fitted path crossed
+        fitted = sum(m.weight * (m.x_history @ m.theta) for m in members)
+        crossed = np.flatnonzero(fitted <= settings.eol_soh_pct)
+        mean_eol = p10 = p90 = float(crossed[0] - origin) if len(crossed) else 0.0
     as_of = matrix.dates[0] + pd.Timedelta(days=origin)
     limit_days = settings.max_years * 365.25
 

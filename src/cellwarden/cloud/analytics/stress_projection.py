@@ -46,7 +46,8 @@ class StressProjector:
         for years_back in range(1, history // 365 + 1):
             # the same day of the year, years_back years before the first year ahead
             source = last[:, None] + 1 + ahead % 365 - 365 * years_back
-            ok = (source >= 0) & (source <= last[:, None])
+            # whole +-half-width windows only: none reaches past the last day
+            ok = (source >= 0) & (source <= last[:, None] - SEASON_HALF_WIDTH_DAYS)
             source = np.clip(source, 0, history - 1)
             ok &= smooth_ok[rows, source]
             total += np.where(ok, smooth[rows, source], 0.0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -34,6 +34,8 @@ from cellwarden.telemetry.schema import ID_PATTERN
 
 MAX_GAP_S = 600.0  # summaries further apart are a gap: the time between is not integrated
 STORED_COLUMNS = ("pack", "day", *NUMERIC_COLUMNS, *TEXT_COLUMNS)
+# what a derived day sets besides its figures (its other columns stay as imported)
+DERIVED_TEXT = ("capacity_nominal_ah", "cell_count", "pack_type", "site")
 # the summary columns a day's figures come from, after time_s
 DAY_SOURCE_COLUMNS = ("soc_pct", "soh_pct", "current_a", "temp_min_c", "temp_max_c")
 
@@ -80,7 +82,7 @@ def _with_lines(history: FleetHistory, raw: pd.DataFrame) -> FleetHistory:
     }).drop_duplicates(list(KEY_COLUMNS))  # fmt: skip
     keys["pack_id"] = keys["pack_id"].astype(rows["pack_id"].dtype)
     merged = rows.merge(keys, on=list(KEY_COLUMNS), how="left", validate="one_to_one")
-    return FleetHistory(merged, history.problems)
+    return FleetHistory(merged, history.problems, history.columns)
 
 
 # --- a day's figures from summaries -----------------------------------------------------------
@@ -191,7 +193,7 @@ class DailyHistory:
                     name, fleet_id, org_id, capacity_ah=_median(own["capacity_nominal_ah"]),
                     cell_count=_integer(_median(own["cell_count"])),
                 )  # fmt: skip
-            self._upsert(_stored_rows(wanted, known))
+            self._upsert(_stored_rows(wanted, known), history.columns)
         lines = rows["line"] if "line" in rows else pd.Series(0, index=rows.index)
         problems = list(history.problems) + [
             RowProblem(int(line), refused[pack])
@@ -221,9 +223,12 @@ class DailyHistory:
                 )
         return refused
 
-    def _upsert(self, rows: list[tuple]) -> None:
+    def _upsert(self, rows: list[tuple], columns: Iterable[str]) -> None:
+        """Insert the rows; of a day already stored, replace only ``columns`` (what the
+        source had): a file or a derivation without a column leaves its stored values."""
         names = ", ".join(STORED_COLUMNS)
-        updates = ", ".join(f"{name} = excluded.{name}" for name in STORED_COLUMNS[2:])
+        replaced = [name for name in STORED_COLUMNS[2:] if name in set(columns)]
+        updates = ", ".join(f"{name} = excluded.{name}" for name in replaced) or "pack = pack"
         self.db.executemany(
             f"INSERT INTO pack_daily ({names}) VALUES ({', '.join('?' * len(STORED_COLUMNS))}) "
             f"ON CONFLICT (pack, day) DO UPDATE SET {updates}",
@@ -316,19 +321,24 @@ class DailyHistory:
                           "pack_type": pack_type, "site": site}  # fmt: skip
         stored = [_nullable(row[name]) for name in STORED_COLUMNS[2:]]
         with self.db.transaction():
-            self._upsert([(pack_id, day.isoformat(), *stored)])
+            self._upsert([(pack_id, day.isoformat(), *stored)], (*figures, *DERIVED_TEXT))
         return {"date": day.isoformat(), **row}
 
     # --- analyses ---------------------------------------------------------------------------
-    def save_analysis(self, fleet_id: int, analysis: dict) -> None:
-        """Keep ``analysis`` (``FleetAnalysis.to_json()`` and more) as the fleet's latest."""
+    def save_analysis(self, fleet_id: int, analysis: dict) -> dict:
+        """Keep ``analysis`` (``FleetAnalysis.to_json()`` and more) as the fleet's latest,
+        unless the one kept is of a later day (a run on demand for a past day does not
+        replace it); the analysis as ``latest_analysis`` would give it."""
+        computed_s = time.time()
         with self.db.transaction():
             self.db.execute(
                 "INSERT INTO fleet_analytics (fleet, as_of, computed_s, body) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (fleet) DO UPDATE SET as_of = excluded.as_of, "
-                "computed_s = excluded.computed_s, body = excluded.body",
-                (fleet_id, analysis["as_of"], time.time(), json.dumps(analysis, allow_nan=False)),
+                "computed_s = excluded.computed_s, body = excluded.body "
+                "WHERE excluded.as_of >= fleet_analytics.as_of",
+                (fleet_id, analysis["as_of"], computed_s, json.dumps(analysis, allow_nan=False)),
             )
+        return self._named(fleet_id, {**analysis, "computed_s": computed_s})
 
     def latest_analysis(self, fleet_id: int) -> dict | None:
         """The fleet's latest analysis with ``computed_s``; every record naming a pack
@@ -340,13 +350,16 @@ class DailyHistory:
         if not rows:
             return None
         as_of, computed_s, body = rows[0]
+        return self._named(fleet_id, {**json.loads(body), "as_of": as_of, "computed_s": computed_s})
+
+    def _named(self, fleet_id: int, analysis: dict) -> dict:
+        """The analysis with every record's device ids beside its pack ids."""
         devices = {pack.history_id: pack.device_id for pack in self.fleet_packs(fleet_id)}
-        analysis = json.loads(body)
         for records in analysis.values():
             for record in records if isinstance(records, list) else ():
                 for key in [key for key in record if key.endswith("pack_id")]:
                     record[key.removesuffix("pack_id") + "device_id"] = devices.get(record[key])
-        return {**analysis, "as_of": as_of, "computed_s": computed_s}
+        return analysis
 
 
 def _stored_rows(rows: pd.DataFrame, packs: dict[str, int]) -> list[tuple]:

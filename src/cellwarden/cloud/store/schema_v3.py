@@ -10,11 +10,19 @@ analysis as JSON text. The packs' nominal capacity is ``packs.capacity_ah`` (mig
 
 from __future__ import annotations
 
-from cellwarden.telemetry.fleet_history import NUMERIC_COLUMNS
+# the format's numeric columns as of this migration, written out: a later format change needs
+# a migration of its own
+DAILY_COLUMNS = (
+    "soh_capacity_pct", "soh_resistance_pct", "efc_total", "temp_mean_c", "temp_max_c",
+    "soc_mean_pct", "dod_mean_pct", "throughput_ah", "ambient_temp_c", "current_rms_a",
+    "current_peak_a", "capacity_nominal_ah", "cell_count", "balancing_ah",
+    "rest_drift_mv_per_day", "resistance_max_ratio", "current_offset_a", "voltage_mismatch_mv",
+    "contactor_resistance_mohm", "protection_trips",
+)  # fmt: skip
 
 
 def statements(dialect_name: str) -> list[str]:
-    numeric = ", ".join(f"{name} {{real}}" for name in NUMERIC_COLUMNS)
+    numeric = ", ".join(f"{name} {{real}}" for name in DAILY_COLUMNS)
     return [
         "CREATE TABLE pack_daily (pack INTEGER NOT NULL REFERENCES packs(id), day TEXT NOT NULL, "
         f"{numeric}, pack_type TEXT, site TEXT, PRIMARY KEY (pack, day))",
