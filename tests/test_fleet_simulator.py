@@ -124,6 +124,8 @@ def test_bad_specs_name_the_problem():
         simulate_fleet(FleetSpec(packs=2, days=2, sites="atlantis"))
     with pytest.raises(FleetSpecError, match="NAME=MEAN/AMPLITUDE/PEAK"):
         simulate_fleet(FleetSpec(packs=2, days=2, sites="x=1/2"))
+    with pytest.raises(FleetSpecError, match="positive number below"):
+        simulate_fleet(FleetSpec(packs=2, days=2, mix="ess:inf"))
     with pytest.raises(FleetSpecError, match="unknown ageing law"):
         FleetSpec(packs=2, days=2, ageing_law="magic")
 

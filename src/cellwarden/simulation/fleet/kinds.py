@@ -110,8 +110,8 @@ def parse_mix(text: str | None) -> dict[str, float]:
             value = float(share)
         except ValueError:
             raise FleetSpecError(f"--mix {part!r}: the share after ':' is not a number") from None
-        if not value > 0:
-            raise FleetSpecError(f"--mix {part!r}: a share must be positive")
+        if not 0 < value < 1e6:
+            raise FleetSpecError(f"--mix {part!r}: a share is a positive number below 10^6")
         mix[name] = value
     return mix
 
