@@ -119,6 +119,23 @@ def test_cli_forecast_writes_the_columns(tmp_path):
                                      "--as-of", "2019-01-01", "--out", str(out)])  # fmt: skip
     assert early.exit_code == 2
     assert "no rows on or before 2019-01-01" in early.output
+    analysis = CliRunner().invoke(app, ["fleet", "analyse", "--history", str(history), "--as-of",
+                                        "2019-01-01", "--out", str(tmp_path / "a")])  # fmt: skip
+    assert analysis.exit_code == 2, analysis.output
+    assert "no usable rows" in analysis.output
+
+
+def test_cli_forecast_names_the_packs_it_leaves_out(tmp_path):
+    rows, _laws = _analytic_history(200)
+    rows.loc[(rows["pack_id"] == "p3") & (rows.index % 40 != 0), "soh_capacity_pct"] = np.nan
+    history = tmp_path / "history.csv"
+    write_history(rows, history)
+    out = tmp_path / "forecast.csv"
+    result = CliRunner().invoke(app, ["fleet", "forecast", "--history", str(history),
+                                      "--as-of", "2022-07-01", "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "left out p3: only 5 SoH estimates" in result.output
+    assert "p3" not in set(pd.read_csv(out)["pack_id"])
 
 
 def test_odd_but_valid_requests_are_answered():

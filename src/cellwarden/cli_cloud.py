@@ -336,3 +336,45 @@ def demo(
                if result.stored.get(d, 0) < n}  # fmt: skip
     if missing:
         raise fail(f"summaries produced but not stored: {missing}")
+
+
+@history_app.command("derive")
+def history_derive(
+    fleet: FleetOption,
+    first: Annotated[str, typer.Option("--from", help="First day, YYYY-MM-DD (UTC).")],
+    last: Annotated[str, typer.Option("--to", help="Last day, YYYY-MM-DD (UTC), included.")],
+    db: DbOption = DEFAULT_DB,
+    analyse: Annotated[bool, typer.Option(
+        "--analyse", help="Then analyse the fleet as of --to, as `analytics run` does.")]
+    = False,
+) -> None:  # fmt: skip
+    """Derive the fleet's daily rows from its stored summaries for past days (the nightly
+    run derives only yesterday); a derived day replaces the stored row, days without
+    summaries keep theirs."""
+    import time
+    from datetime import timedelta
+
+    try:
+        first_day, last_day = date.fromisoformat(first), date.fromisoformat(last)
+    except ValueError:
+        raise fail(f"--from {first!r} and --to {last!r} must be dates (YYYY-MM-DD)") from None
+    if first_day > last_day:
+        raise fail(f"--from {first} is after --to {last}")
+    started_s = time.perf_counter()
+    with _fleet_store(db, fleet) as (store, fleet_id):
+        own = {pack.id for pack in store.daily.fleet_packs(fleet_id)}
+        derived: dict[int, int] = {}  # pack -> rows
+        for offset in range((last_day - first_day).days + 1):
+            day = first_day + timedelta(days=offset)
+            for pack_id in own.intersection(store.daily.packs_with_summaries(day)):
+                if store.daily.derive_day(pack_id, day) is not None:
+                    derived[pack_id] = derived.get(pack_id, 0) + 1
+        span = store.daily.day_span(fleet_id)
+    console.print(f"{sum(derived.values())} rows of {len(derived)} packs derived for fleet "
+                  f"{fleet!r} from {first_day} to {last_day} in "
+                  f"{time.perf_counter() - started_s:.1f} s", highlight=False)  # fmt: skip
+    if analyse:
+        if span is None:
+            raise fail(f"fleet {fleet!r} has no daily rows to analyse")
+        as_of = max(span[0], min(last_day, span[1]))
+        analytics_run(fleet=fleet, as_of=as_of.isoformat(), db=db, as_json=False)

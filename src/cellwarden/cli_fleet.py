@@ -135,10 +135,13 @@ def forecast_command(
         raise fail(error) from None
     out.parent.mkdir(parents=True, exist_ok=True)
     result[list(FORECAST_COLUMNS)].to_csv(out, index=False)
+    skipped = result.attrs.get("skipped", {})
     if as_json:
         typer.echo(json.dumps(records(result), indent=1))
-    else:
-        console.print(f"{len(result)} packs forecast {horizon_days} days from {as_of} -> {out}")
+        return
+    console.print(f"{len(result)} packs forecast {horizon_days} days from {as_of} -> {out}")
+    for pack_id, reason in skipped.items():
+        console.print(f"[yellow]left out {pack_id}:[/] {reason}", highlight=False)
 
 
 @fleet_app.command("analyse")
@@ -150,8 +153,14 @@ def analyse(
 ) -> None:
     """Degradation ranking with peer outliers, forecast, fault prognosis, rotation advice."""
     from cellwarden.cloud.analytics.fleet_analysis import analyse_fleet
+    from cellwarden.cloud.analytics.soh_forecast import ForecastError
+    from cellwarden.telemetry.fleet_history import HistoryError
 
-    analysis = analyse_fleet(_history(history_path), _day(as_of))
+    history = _history(history_path)
+    try:
+        analysis = analyse_fleet(history, _day(as_of))
+    except (ForecastError, HistoryError) as error:
+        raise fail(error) from None
     out.mkdir(parents=True, exist_ok=True)
     for name in ("ranking", "forecast", "prognosis", "rotation"):
         getattr(analysis, name).to_csv(out / f"{name}.csv", index=False)
@@ -190,10 +199,10 @@ def score(
     truth_daily = pd.read_parquet(truth_dir / "daily.parquet")
     truth_packs = pd.read_csv(truth_dir / "packs.csv", dtype=str, keep_default_na=False)
     day = _day(as_of)
-    predicted = forecast(history, day, ForecastSettings(horizon_days, eol_soh_pct))
     try:
+        predicted = forecast(history, day, ForecastSettings(horizon_days, eol_soh_pct))
         forecast_score = score_forecast(predicted, truth_daily, day, horizon_days, eol_soh_pct)
-    except ValueError as error:
+    except ValueError as error:  # a ForecastError, or as-of and horizon outside the truth
         raise fail(error) from None
     result = {
         "forecast": forecast_score.as_dict(),
@@ -209,3 +218,85 @@ def score(
         for key, value in values.items():
             shown = f"{value:.3f}" if isinstance(value, float) else value
             console.print(f"  {key}: {shown}", highlight=False)
+
+
+@fleet_app.command("feed")
+def feed(
+    broker: Annotated[str, typer.Option(
+        "--broker", envvar="CELLWARDEN_BROKER",
+        help="mqtt://[:PASSWORD@]host:port or mqtts://...: each pack connects as its pack_id.")],
+    fleet: Annotated[str, typer.Option(help="Fleet id in the topics (the cloud's fleet).")],
+    run_dir: Annotated[Path | None, typer.Option(
+        "--run", help="A `fleet simulate` output directory (its history.*).")] = None,
+    history_path: Annotated[Path | None, typer.Option(
+        "--history", help="Fleet history, .csv or .parquet (docs/fleet-history.md).")] = None,
+    password_file: Annotated[Path | None, typer.Option(
+        "--password-file", help="DEVICE:PASSWORD lines; a pack not in it uses the URL's.")]
+    = None,
+    packs: Annotated[int | None, typer.Option(
+        min=1, help="Feed the first N packs (by pack_id).")] = None,
+    days: Annotated[int | None, typer.Option(
+        min=1, help="Feed the history's first D days.")] = None,
+    period_s: Annotated[int, typer.Option(
+        "--period-s", min=1, max=600, help="Seconds between a day's summaries.")] = 300,
+    connections: Annotated[int, typer.Option(
+        min=1, max=512, help="Packs fed at once (one MQTT connection each).")] = 4,
+    ca_file: Annotated[Path | None, typer.Option(
+        "--ca", help="CA certificate to verify an mqtts:// broker.")] = None,
+    as_json: JsonOption = False,
+) -> None:  # fmt: skip
+    """Publish a fleet history to a broker as its packs' summaries (a synthetic day per row),
+    as fast as the broker takes them; the cloud derives the rows back
+    (`cloud history derive`)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from cellwarden.simulation.fleet.feed import (
+        FeedError,
+        feed_history,
+        read_passwords,
+        records_per_day,
+        select_rows,
+    )
+    from cellwarden.telemetry.broker_url import BrokerUrl
+
+    if (run_dir is None) == (history_path is None):
+        raise fail("give either --run DIR or --history FILE")
+    if run_dir is not None:
+        found = sorted(run_dir.glob("history.*"))
+        if not found:
+            raise fail(f"{run_dir}: no history.* (a `fleet simulate` output directory?)")
+        history_path = found[0]
+    try:
+        url = BrokerUrl.parse(broker)
+        passwords = read_passwords(password_file) if password_file else {}
+    except (ValueError, OSError) as error:
+        raise fail(error) from None
+    if url.username:
+        console.print(f"note: user {url.username!r} of the URL is not used: each pack "
+                      "connects as its pack_id", highlight=False)  # fmt: skip
+    rows = select_rows(_history(history_path).rows, packs, days)
+    if rows["date"].max() > pd.Timestamp.now() + pd.Timedelta(days=1):
+        console.print("[yellow]warning:[/] rows dated more than a day ahead: ingest "
+                      "quarantines records from the future")  # fmt: skip
+    progress = Progress(TextColumn("feeding"), BarColumn(),
+                        TextColumn("{task.completed}/{task.total} pack-days"),
+                        TimeRemainingColumn(), transient=True, disable=as_json)  # fmt: skip
+    task = progress.add_task("feed", total=len(rows))
+    try:
+        with progress:
+            report = feed_history(
+                rows, url, fleet, passwords, period_s=period_s, connections=connections,
+                ca_file=ca_file, progress=lambda done, _: progress.update(task, completed=done),
+            )  # fmt: skip
+    except (FeedError, ValueError) as error:
+        raise fail(error) from None
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=1))
+        return
+    console.print(
+        f"{report.pack_days} pack-days of {report.packs} packs ({records_per_day(period_s)} "
+        f"summaries a day, {report.records} in all) fed to fleet {fleet!r} in "
+        f"{report.wall_s:.1f} s: {report.records_per_s:,.0f} records/s, "
+        f"{report.pack_days_per_s:,.1f} pack-days/s",
+        highlight=False,
+    )
