@@ -14,6 +14,7 @@ from cellwarden.cli_cloud import cloud_app
 from cellwarden.cli_fleet import fleet_app
 from cellwarden.cli_output import console, error_console
 from cellwarden.cli_output import fail as _fail
+from cellwarden.cli_passport import passport_app
 from cellwarden.model.errors import ConfigError
 
 app = typer.Typer(
@@ -169,6 +170,7 @@ edge_app = typer.Typer(
 app.add_typer(edge_app, name="edge")
 app.add_typer(cloud_app, name="cloud")
 app.add_typer(fleet_app, name="fleet")
+app.add_typer(passport_app, name="passport")
 
 
 @edge_app.command("run")
