@@ -1,6 +1,7 @@
 """A store URL per test on each engine: SQLite in tmp_path, PostgreSQL in a schema of its own.
 
-Use it from a test module with ``from tests.cloud_db import store_url``. The PostgreSQL server
+Use it from a test module with ``from tests.cloud_db import store_url`` (and ``store`` for
+an open store). The PostgreSQL server
 is ``CELLWARDEN_TEST_POSTGRES`` (default: user postgres, database test on 127.0.0.1:5432); its
 parameter is skipped only when that server is unreachable.
 """
@@ -17,7 +18,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from cellwarden.cloud.store.cloud_store import CloudStore
+from cellwarden.cloud.store.cloud_store import CloudStore, open_store
 
 POSTGRES_URL = os.environ.get(
     "CELLWARDEN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
@@ -52,6 +53,14 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield schema_url(schema)
     finally:
         drop_schema(schema)
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[CloudStore]:
+    """An open, migrated store on each engine, closed after the test."""
+    opened = open_store(store_url)
+    yield opened
+    opened.close()
 
 
 def drop_schema(schema: str) -> None:

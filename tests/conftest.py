@@ -27,6 +27,8 @@ OCV_25C_V = np.asarray(NMC.ocv_v.values[NMC_25C_ROW], dtype=float)
 NO_SPREAD = SpreadSpec(
     capacity_pct=0.0, resistance_pct=0.0, self_discharge_pct_per_month=0.0, initial_soc_pct=0.0
 )
+# the cloud store fixtures (store_url, store) for every module that does not define its own
+pytest_plugins = ("tests.cloud_db",)
 HUGE_BLEED_OHM = 1e12  # a DC-link bleed resistor that draws no measurable current
 
 

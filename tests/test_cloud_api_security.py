@@ -16,15 +16,12 @@ the enumeration test then names what to add).
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import math
 import re
 import shutil
-import socket
-import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -41,6 +38,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from tests.cloud_fixtures import cells as cell_batch
 from tests.cloud_fixtures import summaries
+from tests.http_server import served
 
 from cellwarden.cloud.alarms.engine import AlarmEngine
 from cellwarden.cloud.alarms.rules import parse_rule
@@ -843,29 +841,6 @@ def test_body_at_the_limit_is_read(world: World) -> None:
         answer = request(world, "a-admin", endpoint, world.ids("A"), content=body,
                          headers={"Content-Type": "application/json"})  # fmt: skip
         assert answer.status_code == 422, (str(endpoint), answer.text[:200])
-
-
-@contextlib.contextmanager
-def served(app: FastAPI) -> Iterator[str]:
-    """The app under uvicorn on a free port (real HTTP/1.1, chunked bodies as sent)."""
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def chunks(body: bytes, size: int = 8192) -> Iterator[bytes]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from tests.cloud_db import store_url  # noqa: F401
 
 from cellwarden.cloud.analytics.scheduled_analytics import run_if_due
-from cellwarden.cloud.store.cloud_store import CloudStore, open_store
+from cellwarden.cloud.store.cloud_store import CloudStore
 from cellwarden.cloud.store.daily_history import parse_import, read_import
 from cellwarden.cloud.store.telemetry_writer import Arrival
 from cellwarden.simulation.fleet.simulator import FleetSpec, simulate_fleet
@@ -39,13 +38,6 @@ DAY = date(2026, 3, 10)  # the day summaries are written for
 def simulated() -> pd.DataFrame:
     """A simulated fleet's history (12 packs over 400 days)."""
     return simulate_fleet(FleetSpec(packs=PACKS, days=DAYS, seed=0)).history
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[CloudStore]:  # noqa: F811
-    store = open_store(store_url)
-    yield store
-    store.close()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import numpy as np
@@ -23,13 +22,6 @@ from cellwarden.telemetry.schema import Kind
 
 DAY_S = 86_400
 BASE_S = (time.time() // DAY_S - 3) * DAY_S  # midnight (UTC) three days ago
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[CloudStore]:  # noqa: F811
-    store = open_store(store_url)
-    yield store
-    store.close()
 
 
 @pytest.fixture

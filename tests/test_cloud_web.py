@@ -12,14 +12,13 @@ from __future__ import annotations
 import io
 import json
 import math
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests.http_server import served
 
 from cellwarden.cloud.alarms.engine import AlarmEngine
 from cellwarden.cloud.alarms.rules import parse_rule
@@ -158,37 +157,17 @@ def seed(store: CloudStore, now_s: float) -> tuple[dict[str, str], dict[str, str
     return tokens, names
 
 
-def free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    import uvicorn
-
     folder = tmp_path_factory.mktemp("web")
     store = open_store(f"sqlite:///{folder / 'cloud.db'}")
     tokens, names = seed(store, time.time())
-    sock = free_socket()
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(store), log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
     shots = folder / "screenshots"
     shots.mkdir()
     try:
-        yield Site(f"http://127.0.0.1:{port}", tokens, names, shots)
+        with served(create_app(store)) as url:
+            yield Site(url, tokens, names, shots)
     finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
         store.close()
 
 

@@ -9,12 +9,10 @@ SoH and the forecast band; an operator then runs the analysis from the page.
 
 from __future__ import annotations
 
-import contextlib
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
+from tests.http_server import served
 from tests.test_cloud_web import (  # noqa: F401 - browser and page are fixtures
     CHROMIUM,
     Site,
@@ -23,7 +21,6 @@ from tests.test_cloud_web import (  # noqa: F401 - browser and page are fixtures
     _line_pixels,
     attr,
     browser,
-    free_socket,
     page,
     sign_in,
     wait_attr,
@@ -31,7 +28,7 @@ from tests.test_cloud_web import (  # noqa: F401 - browser and page are fixtures
 
 from cellwarden.cloud.analytics.scheduled_analytics import analyse_stored_fleet
 from cellwarden.cloud.api.app import create_app
-from cellwarden.cloud.store.cloud_store import CloudStore, open_store
+from cellwarden.cloud.store.cloud_store import open_store
 from cellwarden.cloud.store.daily_history import parse_import
 from cellwarden.cloud.store.registry import Role
 from cellwarden.simulation.fleet.simulator import FleetSpec, simulate_fleet
@@ -41,27 +38,6 @@ pytestmark = pytest.mark.skipif(
 )
 BAND = (217, 72, 15)  # the forecast band's colour (chart.js), its whiskers and point
 BAND_FILL = tuple(255 + 0.35 * (c - 255) for c in BAND)  # the bar: 35 % over white
-
-
-@contextlib.contextmanager
-def serving(store: CloudStore) -> Iterator[str]:
-    """The API and dashboard over ``store`` under uvicorn in a thread; its address."""
-    import uvicorn
-
-    sock = free_socket()
-    server = uvicorn.Server(uvicorn.Config(create_app(store), log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +57,7 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site, int
     shots = folder / "screenshots"
     shots.mkdir()
     try:
-        with serving(store) as url:
+        with served(create_app(store)) as url:
             yield Site(url, tokens, names, shots), fleet_id, analysis
     finally:
         store.close()

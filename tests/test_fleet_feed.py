@@ -8,13 +8,13 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from tests.mqtt_support import wait_for
 from typer.testing import CliRunner
 
 from cellwarden.cli import app
@@ -74,15 +74,6 @@ def ingesting(store: CloudStore, broker_url: str) -> Iterator[None]:
 
 def stored_summaries(store: CloudStore) -> int:
     return store.db.query("SELECT COUNT(*) FROM summary")[0][0]
-
-
-def wait_for(predicate, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def test_a_fed_fleet_is_derived_back_into_its_history(tmp_path, run, store):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -104,23 +105,26 @@ def test_fleets_aged_by_models_the_forecaster_does_not_share(law, mix, seed):
         assert score.eol_error_over_remaining_median <= 0.15, score
 
 
+def _cli(command: str, rows: pd.DataFrame, as_of: str, out: Path):
+    """``cellwarden fleet COMMAND`` on ``rows`` written as a CSV history next to ``out``."""
+    history = out.parent / "history.csv"
+    write_history(rows, history)
+    return CliRunner().invoke(app, ["fleet", command, "--history", str(history),
+                                    "--as-of", as_of, "--out", str(out)])  # fmt: skip
+
+
 def test_cli_forecast_writes_the_columns(tmp_path):
     rows, _laws = _analytic_history(400)
-    history = tmp_path / "history.csv"
-    write_history(rows, history)
     out = tmp_path / "forecast.csv"
-    result = CliRunner().invoke(app, ["fleet", "forecast", "--history", str(history),
-                                      "--as-of", "2022-12-01", "--out", str(out)])  # fmt: skip
+    result = _cli("forecast", rows, "2022-12-01", out)
     assert result.exit_code == 0, result.output
     written = pd.read_csv(out, dtype=str, keep_default_na=False)
     assert tuple(written.columns) == FORECAST_COLUMNS
     assert len(written) == 6
-    early = CliRunner().invoke(app, ["fleet", "forecast", "--history", str(history),
-                                     "--as-of", "2019-01-01", "--out", str(out)])  # fmt: skip
+    early = _cli("forecast", rows, "2019-01-01", out)
     assert early.exit_code == 2
     assert "no rows on or before 2019-01-01" in early.output
-    analysis = CliRunner().invoke(app, ["fleet", "analyse", "--history", str(history), "--as-of",
-                                        "2019-01-01", "--out", str(tmp_path / "a")])  # fmt: skip
+    analysis = _cli("analyse", rows, "2019-01-01", tmp_path / "a")
     assert analysis.exit_code == 2, analysis.output
     assert "no usable rows" in analysis.output
 
@@ -128,11 +132,8 @@ def test_cli_forecast_writes_the_columns(tmp_path):
 def test_cli_forecast_names_the_packs_it_leaves_out(tmp_path):
     rows, _laws = _analytic_history(200)
     rows.loc[(rows["pack_id"] == "p3") & (rows.index % 40 != 0), "soh_capacity_pct"] = np.nan
-    history = tmp_path / "history.csv"
-    write_history(rows, history)
     out = tmp_path / "forecast.csv"
-    result = CliRunner().invoke(app, ["fleet", "forecast", "--history", str(history),
-                                      "--as-of", "2022-07-01", "--out", str(out)])  # fmt: skip
+    result = _cli("forecast", rows, "2022-07-01", out)
     assert result.exit_code == 0, result.output
     assert "left out p3: only 5 SoH estimates" in result.output
     assert "p3" not in set(pd.read_csv(out)["pack_id"])
