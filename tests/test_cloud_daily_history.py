@@ -15,6 +15,7 @@ import pytest
 from tests.cloud_db import store_url  # noqa: F401
 
 from cellwarden.cloud.analytics.scheduled_analytics import run_if_due
+from cellwarden.cloud.store import schema_v3, schema_v4
 from cellwarden.cloud.store.cloud_store import CloudStore
 from cellwarden.cloud.store.daily_history import parse_import, read_import
 from cellwarden.cloud.store.telemetry_writer import Arrival
@@ -85,6 +86,19 @@ def test_import_export_round_trip(store: CloudStore, fleet_id: int, simulated: p
     again = tmp_path / f"again.{suffix}"
     write_history(exported, again)
     assert_same_history(read_history(again).rows, want)
+
+
+def test_pack_daily_has_the_format_s_columns_and_carries_the_passport_s(
+    store: CloudStore, fleet_id: int
+) -> None:
+    assert set(NUMERIC_COLUMNS) == {*schema_v3.DAILY_COLUMNS, *schema_v4.DAILY_COLUMNS}
+    days = pd.date_range("2026-01-01", periods=3).strftime("%Y-%m-%d")
+    figures = {name: [1.0 + i, math.nan, 3.0 * i] for i, name in enumerate(schema_v4.DAILY_COLUMNS)}
+    frame = pd.DataFrame({"pack_id": "p-1", "date": days, "soh_capacity_pct": 99.0, **figures})
+    store.daily.import_history(fleet_id, parse_import(frame), create_packs=True)
+    exported = store.daily.export_history(fleet_id)
+    for name, values in figures.items():
+        np.testing.assert_array_equal(exported[name].to_numpy(float), values, err_msg=name)
 
 
 def test_missing_text_in_parquet_is_stored_as_empty(store: CloudStore, fleet_id: int,

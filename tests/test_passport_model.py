@@ -8,18 +8,22 @@ import codecs
 import copy
 import csv
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from jsonschema import Draft4Validator
 from typer.testing import CliRunner
 
 from cellwarden.cli import app
+from cellwarden.cloud.store.schema_v4 import COUNTER_COLUMNS
 from cellwarden.model.errors import ConfigError
 from cellwarden.passport.access_levels import Role
 from cellwarden.passport.batterypass_files import SECTIONS, data_dir
-from cellwarden.passport.builder import ConditionValues, Identity, build_passport
+from cellwarden.passport.builder import Identity, build_passport
+from cellwarden.passport.condition import Ratings, battery_condition
+from cellwarden.passport.condition_update import apply_condition
 from cellwarden.passport.identifier import passport_urn, qr_code_svg
 from cellwarden.passport.manufacturer_file import Label, load_manufacturer_file
 from cellwarden.passport.passport_fields import document_attributes, leaves, project
@@ -54,34 +58,34 @@ def _csv_rights() -> dict[int, str]:
         return {int(row["#"]): row["access_rights"] for row in csv.DictReader(handle)}
 
 
-def _passport(name: str = "escooter-13s-urban", condition: ConditionValues | None = None,
-              maker=None) -> dict:  # fmt: skip
+def _passport(name: str = "escooter-13s-urban", maker=None) -> dict:
     scenario = load_builtin(name)
     serial = scenario.system.serial_number
     maker = maker or load_manufacturer_file()
     return build_passport(Identity(passport_urn(serial), serial, scenario.sector), maker,
-                          rated_values(scenario.system), condition)  # fmt: skip
+                          rated_values(scenario.system))  # fmt: skip
 
 
 def _complete_passport() -> dict:
-    """A passport with a value for every attribute the schemas have: negative events of
-    each kind and the cadmium/lead label included."""
-    scenario = load_builtin("escooter-13s-urban")
-    rated = rated_values(scenario.system)
-    now = datetime(2026, 6, 1, tzinfo=UTC)
-    day = timedelta(days=1)
-    events = (("deep discharge", "B1112 cell undervoltage (RSL)", now - 40 * day),
-              ("overcharge", "B1102 cell overvoltage (RSL)", now - 20 * day),
-              ("over-temperature", "B1322 overtemperature (MSL)", now - 2 * day))  # fmt: skip
-    base = ConditionValues.new(rated, now, 95.0)
-    condition = ConditionValues(**{**base.__dict__, "negative_events": events})
+    """A passport with a value for every attribute the schemas have: a day of history with
+    negative events of three kinds and the cadmium/lead label included."""
     maker = load_manufacturer_file()
     labels = [*maker.conformity.labels, Label(
         subject="HazardousMaterial", symbol_url="https://example.com/cd-pb.svg",
         meaning="Contains cadmium or lead above the Annex VI thresholds")]  # fmt: skip
     maker = maker.model_copy(update={"conformity": maker.conformity.model_copy(
         update={"labels": labels})})  # fmt: skip
-    return _passport(condition=condition, maker=maker)
+    document = _passport(maker=maker)
+    day = pd.Timestamp("2026-05-31")
+    daily = pd.DataFrame({"date": [day], "soh_capacity_pct": [97.0], "soh_resistance_pct": [95.0],
+                          "efc_total": [40.0], "throughput_ah": [800.0]})  # fmt: skip
+    trip_s = (day + pd.Timedelta(hours=12)).timestamp()
+    events = pd.DataFrame({"code": ["B1112", "B1102", "B1322"], "time_s": [trip_s] * 3,
+                           "kind": ["trip"] * 3})  # fmt: skip
+    counters = pd.DataFrame({"date": [day], **{name: [0.0] for name in COUNTER_COLUMNS}})
+    condition = battery_condition(daily, counters, events, Ratings.from_document(document),
+                                  datetime(2026, 6, 1, tzinfo=UTC))  # fmt: skip
+    return apply_condition(document, condition)
 
 
 @pytest.mark.parametrize("scenario", [s.name for s in builtin_scenarios()])
@@ -120,7 +124,9 @@ def test_each_role_sees_exactly_the_attributes_the_list_opens_to_it():
 def test_negative_events_go_to_their_own_attributes():
     view = project(_complete_passport(), Role.LEGITIMATE_INTEREST)
     events = [e["negativeEvent"] for e in view["performance"]["batteryCondition"]["negativeEvents"]]
-    assert [e.split(":")[0] for e in events] == ["deep discharge", "overcharge", "over-temperature"]
+    assert sorted(e.split(":")[0] for e in events) == [
+        "deep discharge", "latched safety event", "over-temperature", "overcharge"]  # fmt: skip
+    assert "deep discharge: 1 event, first on 2026-05-31, last on 2026-05-31" in events
     assert "negativeEvents" not in project(_complete_passport(), Role.AUTHORITY)["performance"].get(
         "batteryCondition", {})  # fmt: skip
 

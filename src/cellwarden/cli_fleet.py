@@ -81,9 +81,13 @@ def simulate(
     fault_fraction: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Share of packs given a developing fault.")
     ] = 0.2,
+    abuse: Annotated[
+        float,
+        typer.Option(min=0.0, max=10.0, help="Abuse rates: 0 none, 1 as documented (x scale)."),
+    ] = 0.0,
     history_format: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
 ) -> None:
-    """Simulate a mixed fleet day by day with ageing and developing faults."""
+    """Simulate a mixed fleet day by day with ageing, developing faults and abuse."""
     from cellwarden.simulation.fleet.kinds import FleetSpecError
     from cellwarden.simulation.fleet.output import HISTORY_NAMES, write_run
     from cellwarden.simulation.fleet.simulator import FleetSpec, simulate_fleet
@@ -95,7 +99,7 @@ def simulate(
     try:
         spec = FleetSpec(
             packs=packs, days=days, seed=seed, mix=mix, sites=sites, start=first_day,
-            ageing_law=ageing_law, fault_fraction=fault_fraction,
+            ageing_law=ageing_law, fault_fraction=fault_fraction, abuse=abuse,
         )  # fmt: skip
         run = simulate_fleet(spec)
     except FleetSpecError as error:

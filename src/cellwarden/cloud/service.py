@@ -12,6 +12,7 @@ import multiprocessing
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import uvicorn
@@ -21,6 +22,7 @@ from cellwarden.cloud.alarms.notify import Notifier
 from cellwarden.cloud.analytics.scheduled_analytics import run_if_due
 from cellwarden.cloud.api.app import create_app
 from cellwarden.cloud.ingest.process import WorkerConfig, run_worker
+from cellwarden.cloud.passport_lifecycle import update_document
 from cellwarden.cloud.scheduler import Job, Scheduler
 from cellwarden.cloud.store.cloud_store import open_store
 from cellwarden.cloud.store.rollup import Retention
@@ -98,8 +100,9 @@ class WorkerPool:
 
 
 def schedulers_for(store, config: ServeConfig) -> list[Scheduler]:
-    """The periodic work, in two threads: the fleet analytics (up to a minute per fleet once
-    a day) apart, so that rollups, alarms and notifications never wait for them."""
+    """The periodic work, in two threads: the fleet analytics and the passports' refresh (up
+    to a minute per fleet once a day) apart, so that rollups, alarms and notifications never
+    wait for them."""
     alarms = AlarmEngine(store.db)
     notifier = Notifier(store.db, config.smtp_host, config.smtp_port, config.mail_from,
                         webhook_secret=config.webhook_secret)  # fmt: skip
@@ -111,7 +114,8 @@ def schedulers_for(store, config: ServeConfig) -> list[Scheduler]:
             Job("notifications", 5.0, notifier.deliver_due),
         ]),
         Scheduler(
-            [Job("fleet analytics", ANALYTICS_CHECK_S, lambda now_s: run_if_due(store, now_s))],
+            [Job("fleet analytics and passports", ANALYTICS_CHECK_S,
+                 lambda now_s: run_if_due(store, now_s, partial(update_document, store)))],
             name="cloud-analytics",
         ),
     ]  # fmt: skip

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
 
+from cellwarden.passport.condition import POWER_SOC_PCT
 from cellwarden.passport.manufacturer_file import ManufacturerFile, Party
 from cellwarden.passport.rated_values import RatedValues
 
@@ -49,66 +50,7 @@ class Identity:
             raise ValueError(f"battery status {self.status!r}: one of {', '.join(STATUSES)}")
 
 
-@dataclass(frozen=True)
-class ConditionValues:
-    """The battery's condition as the passport states it (docs/passport.md, "Dynamic data").
-    ``new(rated, when)`` is a battery as it leaves the factory."""
-
-    updated: datetime
-    state_of_charge_pct: float
-    remaining_capacity_ah: float
-    capacity_fade_pct: float
-    remaining_energy_kwh: float
-    state_of_certified_energy_pct: float
-    remaining_power_w: float  # at POWER_SOC_PCT
-    power_fade_pct: float
-    round_trip_efficiency_pct: float
-    round_trip_efficiency_fade_pct: float
-    resistance_increase_pct: float
-    full_cycles: float
-    energy_throughput_kwh: float
-    capacity_throughput_ah: float
-    self_discharge_pct_per_month: float
-    self_discharge_change_pct: float  # relative to the initial rate
-    hours_above_idle_range: float
-    hours_below_idle_range: float
-    charging_hours_above_idle_range: float
-    charging_hours_below_idle_range: float
-    negative_events: tuple[tuple[str, str, datetime], ...] = ()  # (kind, description, when)
-
-    @classmethod
-    def new(
-        cls, rated: RatedValues, when: datetime, rte_pct: float, soc_pct: float = 50.0
-    ) -> ConditionValues:
-        return cls(
-            updated=when,
-            state_of_charge_pct=soc_pct,
-            remaining_capacity_ah=rated.rated_capacity_ah,
-            capacity_fade_pct=0.0,
-            remaining_energy_kwh=rated.rated_energy_kwh,
-            state_of_certified_energy_pct=100.0,
-            remaining_power_w=_power_at(rated, POWER_SOC_PCT),
-            power_fade_pct=0.0,
-            round_trip_efficiency_pct=rte_pct,
-            round_trip_efficiency_fade_pct=0.0,
-            resistance_increase_pct=0.0,
-            full_cycles=0.0,
-            energy_throughput_kwh=0.0,
-            capacity_throughput_ah=0.0,
-            self_discharge_pct_per_month=rated.self_discharge_pct_per_month,
-            self_discharge_change_pct=0.0,
-            hours_above_idle_range=0.0,
-            hours_below_idle_range=0.0,
-            charging_hours_above_idle_range=0.0,
-            charging_hours_below_idle_range=0.0,
-        )
-
-
-POWER_SOC_PCT = 50.0  # the remaining power capability is stated at this state of charge
-
-
-def _power_at(rated: RatedValues, soc_pct: float) -> float:
-    return dict(rated.power_capability_w)[soc_pct]
+SHIPPING_SOC_PCT = 30.0  # a new battery's SoC: UN 3480 ships lithium-ion at up to 30 %
 
 
 def timestamp(when: datetime | date) -> str:
@@ -279,14 +221,14 @@ def circularity_section(maker: ManufacturerFile) -> dict:
     }
 
 
-def performance_section(
-    maker: ManufacturerFile, rated: RatedValues, condition: ConditionValues
-) -> dict:
+def performance_section(maker: ManufacturerFile, rated: RatedValues) -> dict:
+    """Rated values, and the condition of a new battery dated its manufacturing day
+    (battery_condition_update.apply_condition brings it up to date from the BMS history)."""
     life = maker.lifetime
-    updated = timestamp(condition.updated)
+    updated = timestamp(maker.manufacturing_date)
 
     def dated(name: str, value: float) -> dict:
-        return {f"{name}Value": round(value, 4), "lastUpdate": updated}
+        return {f"{name}Value": value, "lastUpdate": updated}
 
     return {
         "batteryTechicalProperties": {
@@ -296,17 +238,17 @@ def performance_section(
             "minimumVoltage": round(rated.minimum_voltage_v, 3),
             "maximumVoltage": round(rated.maximum_voltage_v, 3),
             "originalPowerCapability": [
-                {"atSoC": soc, "powerCapabilityAt": power}
-                for soc, power in rated.power_capability_w
+                {"atSoC": soc, "powerCapabilityAt": round(power_w / 1000, 4)}
+                for soc, power_w in rated.power_capability_w
             ],
-            "ratedMaximumPower": rated.rated_max_power_w,
+            "ratedMaximumPower": round(rated.rated_max_power_w / 1000, 4),  # kW
             "powerCapabilityRatio": round(
                 rated.rated_max_power_w / (rated.rated_energy_kwh * 1000), 4
             ),
             "roundtripEfficiency": life.round_trip_efficiency_pct,
             "roundTripEfficiencyat50PerCentCycleLife": life.round_trip_efficiency_at_half_life_pct,
-            "roundTripEfficiencyFade": round(condition.round_trip_efficiency_fade_pct, 3),
-            "powerFade": round(condition.power_fade_pct, 3),
+            "roundTripEfficiencyFade": 0.0,
+            "powerFade": 0.0,
             "initialSelfDischarge": rated.self_discharge_pct_per_month,
             "initialInternalResistance": [
                 {
@@ -330,51 +272,46 @@ def performance_section(
             },
         },
         "batteryCondition": {
-            "stateOfCharge": dated("stateOfCharge", condition.state_of_charge_pct),
-            "remainingCapacity": dated("remainingCapacity", condition.remaining_capacity_ah),
-            "capacityFade": dated("capacityFade", condition.capacity_fade_pct),
-            "remainingEnergy": dated("remainingEnergy", condition.remaining_energy_kwh),
-            "stateOfCertifiedEnergy": dated(
-                "stateOfCertifiedEnergy", condition.state_of_certified_energy_pct
-            ),
+            "stateOfCharge": dated("stateOfCharge", SHIPPING_SOC_PCT),
+            "remainingCapacity": dated("remainingCapacity", round(rated.rated_capacity_ah, 3)),
+            "capacityFade": dated("capacityFade", 0.0),
+            "remainingEnergy": dated("remainingEnergy", round(rated.rated_energy_kwh, 4)),
+            "stateOfCertifiedEnergy": dated("stateOfCertifiedEnergy", 100.0),
             "remainingPowerCapability": {
                 "remainingPowerCapabilityValue": {
                     "atSoC": POWER_SOC_PCT,
-                    "powerCapabilityAt": round(condition.remaining_power_w, 1),
+                    "powerCapabilityAt": round(
+                        dict(rated.power_capability_w)[POWER_SOC_PCT] / 1000, 4
+                    ),
                     "rPCLastUpdated": updated,
                 },
                 "lastUpdate": updated,
             },
             "remainingRoundTripEnergyEfficiency": dated(
-                "remainingRoundTripEnergyEfficiency", condition.round_trip_efficiency_pct
+                "remainingRoundTripEnergyEfficiency", life.round_trip_efficiency_pct
             ),
             "internalResistanceIncrease": [
                 {
-                    "internalResistanceIncreaseValue": round(condition.resistance_increase_pct, 3),
+                    "internalResistanceIncreaseValue": 0.0,
                     "batteryComponent": "pack",
                     "lastUpdate": updated,
                 }
             ],
-            "numberOfFullCycles": dated("numberOfFullCycles", condition.full_cycles),
-            "energyThroughput": dated("energyThroughput", condition.energy_throughput_kwh),
-            "capacityThroughput": dated("capacityThroughput", condition.capacity_throughput_ah),
+            "numberOfFullCycles": dated("numberOfFullCycles", 0.0),
+            "energyThroughput": dated("energyThroughput", 0.0),
+            "capacityThroughput": dated("capacityThroughput", 0.0),
             "currentSelfDischargingRate": dated(
-                "currentSelfDischargingRate", condition.self_discharge_pct_per_month
+                "currentSelfDischargingRate", rated.self_discharge_pct_per_month
             ),
-            "evolutionOfSelfDischarge": dated(
-                "evolutionOfSelfDischarge", condition.self_discharge_change_pct
-            ),
+            "evolutionOfSelfDischarge": dated("evolutionOfSelfDischarge", 0.0),
             "temperatureInformation": {
-                "timeExtremeHighTemp": round(condition.hours_above_idle_range, 3),
-                "timeExtremeLowTemp": round(condition.hours_below_idle_range, 3),
-                "timeExtremeHighTempCharging": round(condition.charging_hours_above_idle_range, 3),
-                "timeExtremeLowTempCharging": round(condition.charging_hours_below_idle_range, 3),
+                "timeExtremeHighTemp": 0.0,
+                "timeExtremeLowTemp": 0.0,
+                "timeExtremeHighTempCharging": 0.0,
+                "timeExtremeLowTempCharging": 0.0,
                 "lastUpdate": updated,
             },
-            "negativeEvents": [
-                {"negativeEvent": f"{kind}: {text}", "lastUpdate": timestamp(when)}
-                for kind, text, when in condition.negative_events
-            ],
+            "negativeEvents": [],
         },
     }
 
@@ -395,23 +332,15 @@ def labels_section(maker: ManufacturerFile) -> dict:
     }
 
 
-def build_passport(
-    identity: Identity,
-    maker: ManufacturerFile,
-    rated: RatedValues,
-    condition: ConditionValues | None = None,
-) -> dict:
-    """The full passport document (what the manufacturer sees); access_levels and
-    passport_fields.project cut it down for other roles."""
-    if condition is None:
-        made = datetime.combine(maker.manufacturing_date, time(), UTC)
-        condition = ConditionValues.new(rated, made, maker.lifetime.round_trip_efficiency_pct)
+def build_passport(identity: Identity, maker: ManufacturerFile, rated: RatedValues) -> dict:
+    """The full passport document (what the manufacturer sees) of a new battery;
+    passport_fields.project cuts it down for other roles."""
     return {
         "generalProductInformation": general_section(identity, maker, rated),
         "carbonFootprint": carbon_section(maker, rated),
         "supplyChainDueDiligence": due_diligence_section(maker),
         "materialComposition": materials_section(maker, rated),
         "circularity": circularity_section(maker),
-        "performance": performance_section(maker, rated, condition),
+        "performance": performance_section(maker, rated),
         "labels": labels_section(maker),
     }

@@ -21,10 +21,16 @@ REQUIRED_COLUMNS = (
     "temp_max_c", "soc_mean_pct", "dod_mean_pct", "throughput_ah",
 )  # fmt: skip
 TEXT_COLUMNS = ("pack_type", "site")
+# the day's negative events: trips of the BMS's diagnostic trouble codes, by kind
+EVENT_COUNT_COLUMNS = (
+    "deep_discharge_events", "overcharge_events", "over_temp_events", "latched_safety_events",
+)  # fmt: skip
 OPTIONAL_NUMERIC_COLUMNS = (
     "ambient_temp_c", "current_rms_a", "current_peak_a", "capacity_nominal_ah",
     "cell_count", "balancing_ah", "rest_drift_mv_per_day", "resistance_max_ratio",
     "current_offset_a", "voltage_mismatch_mv", "contactor_resistance_mohm", "protection_trips",
+    # for the battery passport and the second-life assessment
+    "cell_voltage_spread_mv", "energy_charged_kwh", "energy_discharged_kwh", *EVENT_COUNT_COLUMNS,
 )  # fmt: skip
 NUMERIC_COLUMNS = REQUIRED_COLUMNS[2:] + OPTIONAL_NUMERIC_COLUMNS
 ALL_COLUMNS = REQUIRED_COLUMNS + TEXT_COLUMNS + OPTIONAL_NUMERIC_COLUMNS
@@ -33,6 +39,9 @@ PLAUSIBLE_RANGES = {
     "soh_capacity_pct": (0.0, 150.0), "soh_resistance_pct": (0.0, 300.0),
     "efc_total": (0.0, 1e6), "temp_mean_c": (-60.0, 150.0), "temp_max_c": (-60.0, 150.0),
     "soc_mean_pct": (0.0, 100.0), "dod_mean_pct": (0.0, 100.0), "throughput_ah": (0.0, 1e7),
+    "cell_voltage_spread_mv": (0.0, 5000.0), "energy_charged_kwh": (0.0, 1e7),
+    "energy_discharged_kwh": (0.0, 1e7),
+    **dict.fromkeys(EVENT_COUNT_COLUMNS, (0.0, 1e5)),
 }  # fmt: skip
 
 
@@ -108,9 +117,12 @@ def parse_history(raw: pd.DataFrame, source: str = "history") -> FleetHistory:
         if name not in raw.columns:
             frame[name] = np.nan
             continue
-        text = raw[name].astype(str).str.strip()
-        values = pd.to_numeric(raw[name], errors="coerce")
-        blank = raw[name].isna() | text.isin(["", "nan", "NaN", "None", "<NA>"])
+        if pd.api.types.is_numeric_dtype(raw[name]):  # no text to read (Parquet, a frame)
+            values, blank = raw[name].astype(float), raw[name].isna()
+        else:
+            text = raw[name].astype(str).str.strip()
+            values = pd.to_numeric(raw[name], errors="coerce")
+            blank = raw[name].isna() | text.isin(["", "nan", "NaN", "None", "<NA>"])
         note(values.isna() & ~blank, f"{name} is not a number")
         note(~np.isfinite(values.fillna(0.0)), f"{name} is not finite")
         if name in PLAUSIBLE_RANGES:

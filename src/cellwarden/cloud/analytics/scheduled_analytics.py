@@ -1,5 +1,6 @@
 """Fleet analytics over the store: a fleet's analysis on demand, and the daily run that
-derives yesterday's rows from telemetry and analyses every fleet that has rows."""
+derives yesterday's rows from telemetry, refreshes the passports' dynamic data and analyses
+every fleet that has rows."""
 
 from __future__ import annotations
 
@@ -9,6 +10,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from cellwarden.cloud.analytics.fleet_analysis import analyse_fleet
+from cellwarden.cloud.analytics.passport_refresh import (
+    PassportBuilder,
+    PassportRefresh,
+    refresh_passports,
+)
 from cellwarden.cloud.analytics.soh_forecast import ForecastSettings
 from cellwarden.cloud.store.cloud_store import CloudStore
 from cellwarden.telemetry.fleet_history import parse_history
@@ -58,16 +64,25 @@ class DailyRun:
     rows_derived: int = 0
     fleets_analysed: list[int] = field(default_factory=list)
     failures: dict[int, str] = field(default_factory=dict)  # fleet id -> why
+    passports: PassportRefresh | None = None
 
 
-def run_day(store: CloudStore, day: date, derive: list[date] | None = None) -> DailyRun:
+def run_day(
+    store: CloudStore,
+    day: date,
+    derive: list[date] | None = None,
+    build: PassportBuilder | None = None,
+) -> DailyRun:
     """Derive the rows of ``derive`` (default: ``day``) for every pack with telemetry on
-    them, then analyse every fleet with rows as of ``day`` (or its last row, if earlier).
-    A fleet that cannot be analysed is noted and the others go on."""
+    them, refresh the passports for those days (``build`` makes their documents; without
+    it only their counters are derived), then analyse every fleet with rows as of ``day``
+    (or its last row, if earlier). A fleet that cannot be analysed is noted and the others
+    go on."""
     run = DailyRun(day)
     for derived in derive or [day]:
         for pack_id in store.daily.packs_with_summaries(derived):
             run.rows_derived += store.daily.derive_day(pack_id, derived) is not None
+    run.passports = refresh_passports(store, derive or [day], build)
     for fleet_id in store.daily.fleets_with_rows():
         first, last = store.daily.day_span(fleet_id)
         try:
@@ -83,7 +98,9 @@ def run_day(store: CloudStore, day: date, derive: list[date] | None = None) -> D
     return run
 
 
-def run_if_due(store: CloudStore, now_s: float) -> DailyRun | None:
+def run_if_due(
+    store: CloudStore, now_s: float, build: PassportBuilder | None = None
+) -> DailyRun | None:
     """The scheduler's job: once per UTC day, the run of yesterday (with the days missed
     since the last run, up to ``CATCH_UP_DAYS``); None when it has run already."""
     yesterday = datetime.fromtimestamp(now_s, UTC).date() - timedelta(days=1)
@@ -93,7 +110,7 @@ def run_if_due(store: CloudStore, now_s: float) -> DailyRun | None:
         return None
     first = max(last_done + 1, yesterday.toordinal() - CATCH_UP_DAYS + 1)
     days = [date.fromordinal(ordinal) for ordinal in range(first, yesterday.toordinal() + 1)]
-    run = run_day(store, yesterday, days)
+    run = run_day(store, yesterday, days, build)
     with store.db.transaction():
         store.db.execute(
             "INSERT INTO maintenance (key, value) VALUES (?, ?) "

@@ -19,6 +19,7 @@ from cellwarden.cloud.api import (
     analytics_routes,
     fleet_routes,
     pack_routes,
+    passport_routes,
 )
 from cellwarden.cloud.api.limits import BodyLimit
 from cellwarden.cloud.store.cloud_store import CloudStore
@@ -38,7 +39,14 @@ def create_app(store: CloudStore) -> FastAPI:
     )
     app.state.store = store
     app.state.alarms = AlarmEngine(store.db)
-    for module in (fleet_routes, pack_routes, alarm_routes, analytics_routes, admin_routes):
+    for module in (
+        fleet_routes,
+        pack_routes,
+        alarm_routes,
+        analytics_routes,
+        admin_routes,
+        passport_routes,
+    ):
         app.include_router(module.router)
     app.add_middleware(BodyLimit)
 

@@ -20,6 +20,7 @@ import pandas as pd
 
 from cellwarden.cloud.store.database import Database
 from cellwarden.cloud.store.registry import Registry, RegistryError
+from cellwarden.passport.negative_events import DAILY_COLUMN, classify
 from cellwarden.telemetry.fleet_history import (
     ALL_COLUMNS,
     KEY_COLUMNS,
@@ -37,7 +38,10 @@ STORED_COLUMNS = ("pack", "day", *NUMERIC_COLUMNS, *TEXT_COLUMNS)
 # what a derived day sets besides its figures (its other columns stay as imported)
 DERIVED_TEXT = ("capacity_nominal_ah", "cell_count", "pack_type", "site")
 # the summary columns a day's figures come from, after time_s
-DAY_SOURCE_COLUMNS = ("soc_pct", "soh_pct", "current_a", "temp_min_c", "temp_max_c")
+DAY_SOURCE_COLUMNS = ("soc_pct", "soh_pct", "current_a", "temp_min_c", "temp_max_c",
+                      "voltage_v", "cell_voltage_min_v", "cell_voltage_max_v")  # fmt: skip
+J_PER_KWH = 3.6e6
+MIN_REST_S = 3600.0  # a day's rest SoC drift needs at least this much rest
 
 
 @dataclass(frozen=True)
@@ -117,14 +121,36 @@ def _stat(function: Callable[[np.ndarray], np.generic], value: np.ndarray) -> fl
     return float(function(known)) if known.size else float("nan")
 
 
+def _above(
+    time_s: np.ndarray, value: np.ndarray, bound: float, where: np.ndarray | None = None
+) -> tuple[float, float]:
+    """(time in s, integral) of ``value`` above ``bound``, the signal taken as linear between
+    records (as the trapezoid rule takes it; a step that crosses the bound counts up to the
+    crossing) over the usable intervals, and of them only those ``where`` marks. NaN for
+    both when no interval is usable."""
+    steps, usable = _intervals(time_s, value)
+    if not usable.any():
+        return float("nan"), float("nan")
+    if where is not None:
+        usable &= where
+    start, end = value[:-1] - bound, value[1:] - bound
+    high = np.maximum(start, 0.0) + np.maximum(end, 0.0)
+    crossing = (start > 0) != (end > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(crossing, high / (np.abs(start) + np.abs(end)), start > 0)
+    duration_s = share * steps
+    return float(duration_s[usable].sum()), float((duration_s * high / 2)[usable].sum())
+
+
 def day_figures(records: np.ndarray, capacity_ah: float | None,
                 efc_before: float) -> dict[str, float]:  # fmt: skip
     """A day's history figures from its summaries (rows of time_s and ``DAY_SOURCE_COLUMNS``,
     time-ordered); ``efc_before`` is the pack's equivalent full cycles before the day."""
-    time_s, soc, soh, current, temp_min, temp_max = records.T
+    time_s, soc, soh, current, temp_min, temp_max, voltage, cell_min, cell_max = records.T
     magnitude = np.abs(current)
     throughput_ah = _integral(time_s, magnitude)[0] / 3600.0
     efc_total = efc_before + throughput_ah / (2 * capacity_ah) if capacity_ah else float("nan")
+    power_w = voltage * current
     return {
         "soh_capacity_pct": _stat(np.mean, soh),
         "soh_resistance_pct": float("nan"),  # the BMS does not send it yet
@@ -136,7 +162,45 @@ def day_figures(records: np.ndarray, capacity_ah: float | None,
         "throughput_ah": throughput_ah,
         "current_rms_a": float(np.sqrt(_time_mean(time_s, current**2))),
         "current_peak_a": _stat(np.max, magnitude),
+        "cell_voltage_spread_mv": _stat(np.median, 1000.0 * (cell_max - cell_min)),
+        "energy_charged_kwh": _above(time_s, power_w, 0.0)[1] / J_PER_KWH,
+        "energy_discharged_kwh": _above(time_s, -power_w, 0.0)[1] / J_PER_KWH,
     }  # fmt: skip
+
+
+def trip_counts(codes: Iterable[str]) -> dict[str, float]:
+    """The day's negative event columns from the codes of its trips."""
+    counts = dict.fromkeys(DAILY_COLUMN.values(), 0.0)
+    for code in codes:
+        for kind in classify(code) & DAILY_COLUMN.keys():
+            counts[DAILY_COLUMN[kind]] += 1
+    return counts
+
+
+def day_counters(records: np.ndarray, idle_temp_min_c: float, idle_temp_max_c: float,
+                 rest_current_a: float) -> dict[str, float]:  # fmt: skip
+    """A day's passport counters (schema_v4.COUNTER_COLUMNS) from its summaries (as for
+    ``day_figures``): the time the hottest cell spent above the idle temperature range and
+    the coldest below it, the same over the intervals charging throughout (current above 0
+    at both ends), and the SoC drift over the intervals at rest throughout (|current| below
+    ``rest_current_a`` at both ends) in % per day, falling positive (NaN with less than
+    ``MIN_REST_S`` of rest)."""
+    time_s, soc, _, current, temp_min, temp_max = records.T[:6]
+    charging = (current[:-1] > 0) & (current[1:] > 0)
+    still = np.abs(current) < rest_current_a
+    steps, rest = _intervals(time_s, soc)
+    rest &= still[:-1] & still[1:]
+    rest_s = float(steps[rest].sum())
+    fall_pct = float((soc[:-1] - soc[1:])[rest].sum())
+    return {
+        "time_above_temp_s": _above(time_s, temp_max, idle_temp_max_c)[0],
+        "time_below_temp_s": _above(time_s, -temp_min, -idle_temp_min_c)[0],
+        "charge_time_above_temp_s": _above(time_s, temp_max, idle_temp_max_c, charging)[0],
+        "charge_time_below_temp_s": _above(time_s, -temp_min, -idle_temp_min_c, charging)[0],
+        "rest_soc_drift_pct_per_day": (
+            fall_pct / rest_s * 86400.0 if rest_s >= MIN_REST_S else float("nan")
+        ),
+    }
 
 
 def _day_bounds_s(day: date) -> tuple[float, float]:
@@ -284,20 +348,32 @@ class DailyHistory:
         )
         return [pack for (pack,) in rows]
 
+    def day_records(self, pack_id: int, day: date) -> np.ndarray:
+        """The pack's summaries of ``day`` (UTC) as rows of time_s and
+        ``DAY_SOURCE_COLUMNS``, time-ordered (NaN where missing)."""
+        start_s, end_s = _day_bounds_s(day)
+        rows = self.db.query(
+            f"SELECT time_s, {', '.join(DAY_SOURCE_COLUMNS)} FROM summary "
+            "WHERE pack_id = ? AND time_s >= ? AND time_s < ? ORDER BY time_s",
+            (pack_id, start_s, end_s),
+        )
+        return np.array(rows, dtype=float).reshape(-1, 1 + len(DAY_SOURCE_COLUMNS))
+
     def derive_day(self, pack_id: int, day: date) -> dict[str, object] | None:
         """Compute and store the pack's row of ``day`` (UTC) from its summaries of that day;
         None (nothing stored) when it has none. Type and site carry over from the pack's
         previous row (the site from the registry when there is none); the cycle count adds
         the day's throughput to the last known one; capacity and cell count are the
         registry's."""
+        records = self.day_records(pack_id, day)
+        if not records.size:
+            return None
         start_s, end_s = _day_bounds_s(day)
-        records = self.db.query(
-            f"SELECT time_s, {', '.join(DAY_SOURCE_COLUMNS)} FROM summary "
-            "WHERE pack_id = ? AND time_s >= ? AND time_s < ? ORDER BY time_s",
+        trips = self.db.query(
+            "SELECT code FROM events WHERE pack_id = ? AND time_s >= ? AND time_s < ? "
+            "AND kind = 'trip'",
             (pack_id, start_s, end_s),
         )
-        if not records:
-            return None
         capacity_ah, cell_count, site = self.db.query(
             "SELECT p.capacity_ah, p.cell_count, s.name FROM packs p "
             "LEFT JOIN sites s ON s.id = p.site_id WHERE p.id = ?",
@@ -314,8 +390,8 @@ class DailyHistory:
             (pack_id, day.isoformat()),
         )
         pack_type, site = before[0] if before else ("", site or "")
-        figures = day_figures(np.array(records, dtype=float), capacity_ah,
-                              efc[0][0] if efc else 0.0)  # fmt: skip
+        figures = day_figures(records, capacity_ah, efc[0][0] if efc else 0.0)
+        figures |= trip_counts(code for (code,) in trips)
         row: dict[str, object] = {name: float("nan") for name in NUMERIC_COLUMNS}
         row |= figures | {"capacity_nominal_ah": capacity_ah, "cell_count": cell_count,
                           "pack_type": pack_type, "site": site}  # fmt: skip

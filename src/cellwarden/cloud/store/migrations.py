@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cellwarden.cloud.store import schema_v1, schema_v2, schema_v3
+from cellwarden.cloud.store import schema_v1, schema_v2, schema_v3, schema_v4
 from cellwarden.cloud.store.database import Database, StoreError
 
 
@@ -25,6 +25,7 @@ MIGRATIONS = (
     Migration(1, "registry, telemetry, rollups, alarms", schema_v1.statements),
     Migration(2, "rollup bookkeeping, one open alarm per source", schema_v2.statements),
     Migration(3, "daily pack figures and fleet analyses", schema_v3.statements),
+    Migration(4, "battery passports, their counters and daily figures", schema_v4.statements),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -5,7 +5,8 @@ the pack kind, the pack's usage intensity, the weekday and the season, and its c
 follow in closed form (I²R heat through the pack's thermal resistance, charge moved, SoC
 held). Ageing then advances one day for every cell under that day's stress, with cell-to-cell
 and pack-to-pack spread. The history rows are what the BMS would report (noisy estimates and
-daily diagnostics); the truth (capacities, resistances, fault onsets and trips) is kept apart.
+daily diagnostics and trips); the truth (capacities, resistances, fault onsets and trips,
+abuse) is kept apart.
 """
 
 from __future__ import annotations
@@ -16,6 +17,12 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
+from cellwarden.simulation.fleet.abuse import (
+    DEEP_DISCHARGE,
+    HISTORY_COLUMNS,
+    OVER_TEMPERATURE,
+    Abuse,
+)
 from cellwarden.simulation.fleet.ageing_laws import LAWS, DayStress
 from cellwarden.simulation.fleet.faults import (
     CONTACTOR_TRIP_RATIO,
@@ -45,6 +52,12 @@ DERATE_TEMP_C = 45.0  # the BMS derates from here, 10 K below the over-temperatu
 FLOAT_CURRENT_C = 0.005  # a floating telecom pack's current, per Ah
 WEATHER_SD_C = 1.8  # day-to-day innovation of the weather anomaly (AR(1), 0.7 a day)
 SOH_NOISE_PCT = 0.3  # sd of the BMS capacity estimate from one day to the next
+CELL_SPREAD_FLOOR_MV = 3.0  # cell voltage spread of a balanced pack at rest (channel offsets)
+CELL_SPREAD_NOISE = (0.1, 1.0)  # its reading: log-normal sd, then additive sd in mV
+ENERGY_NOISE = 0.002  # relative sd of the pack voltage in the energy integrals
+# the trips of the developing faults that the BMS records as negative events
+FAULT_EVENTS = {"self_discharge": DEEP_DISCHARGE, "resistance_growth": DEEP_DISCHARGE,
+                "cooling": OVER_TEMPERATURE}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,7 @@ class FleetSpec:
     ageing_law: str = "plant"
     fault_fraction: float = 0.2
     stagger_days: int = 180
+    abuse: float = 0.0  # scale of the abuse rates (abuse.py): 0 none, 1 as documented
 
     def __post_init__(self) -> None:
         if self.packs < 1 or self.days < 1:
@@ -68,6 +82,8 @@ class FleetSpec:
             )
         if not 0.0 <= self.fault_fraction <= 1.0:
             raise FleetSpecError("the fault fraction is between 0 and 1")
+        if not 0.0 <= self.abuse <= 10.0:
+            raise FleetSpecError("the abuse scale is between 0 and 10")
 
 
 @dataclass
@@ -121,7 +137,7 @@ class _Fleet:
         self.pack_of_cell = np.repeat(np.arange(n), self.cells)
         cells = int(self.cells.sum())
         pack_capacity = self.rated_ah * rng.normal(1.005, 0.01, n)
-        self.cell_capacity_ah = pack_capacity[self.pack_of_cell] * rng.normal(1.0, 0.008, cells)
+        self.new_cell_capacity_ah = pack_capacity[self.pack_of_cell] * rng.normal(1.0, 0.008, cells)
         self.cell_resistance_mohm = per_pack(lambda k: k.cell_resistance_mohm)[
             self.pack_of_cell
         ] * rng.normal(1.0, 0.04, cells)
@@ -148,6 +164,11 @@ class _Fleet:
         self.law = LAWS[spec.ageing_law](
             np.array(self.chemistry)[self.pack_of_cell], self.sensitivity
         )
+        # its own random stream: without abuse, the fleet is the same as before it existed
+        self.abuse = Abuse(
+            np.random.default_rng([spec.seed, 2]), spec.abuse, self.kinds, self.commission_day,
+            spec.days, self.pack_of_cell,
+        )  # fmt: skip
 
     def per_pack(self, reduce, cell_values: np.ndarray) -> np.ndarray:
         return reduce.reduceat(cell_values, self.starts)
@@ -155,12 +176,18 @@ class _Fleet:
     def cell_of_fault(self) -> np.ndarray:
         return self.starts + self.faults.cell
 
+    def cell_capacity_ah(self) -> np.ndarray:
+        """Every cell's capacity now, aged and abused."""
+        fade = np.minimum(self.law.capacity_fade + self.abuse.fade, 0.95)
+        return self.new_cell_capacity_ah * (1.0 - fade)
+
 
 def simulate_fleet(spec: FleetSpec) -> FleetRun:
     """Run the fleet day by day."""
     rng = np.random.default_rng(spec.seed)
     fleet = _Fleet(spec, rng)
     noise = np.random.default_rng([spec.seed, 1])  # measurement noise apart from the physics
+    reading = np.random.default_rng([spec.seed, 3])  # that of the readings added for passports
     n = spec.packs
     kinds = fleet.kinds
 
@@ -184,7 +211,11 @@ def simulate_fleet(spec: FleetSpec) -> FleetRun:
     rated_resistance_mohm = per_kind(lambda k: k.cell_resistance_mohm * k.cells_series)
 
     faults = fleet.faults
+    abuse = fleet.abuse
     fault_active = faults.kind >= 0
+    fault_event = np.array(
+        [FAULT_EVENTS.get(FAULT_KINDS[k], "") if k >= 0 else "" for k in faults.kind]
+    )
     trip_day = np.full(n, -1)
     imbalance_ah = np.zeros(n)
     weather = np.zeros(len(fleet.site_list))
@@ -244,7 +275,9 @@ def simulate_fleet(spec: FleetSpec) -> FleetRun:
 
         # heat and temperatures
         cell_resistance = (
-            fleet.cell_resistance_mohm * (1.0 + fleet.law.resistance_growth) * resistance_fault
+            fleet.cell_resistance_mohm
+            * (1.0 + fleet.law.resistance_growth + abuse.resistance_growth)
+            * resistance_fault
         )
         pack_resistance_mohm = fleet.per_pack(np.add, cell_resistance)
         contactor_mohm = fleet.contactor_mohm * contactor_ratio
@@ -269,13 +302,17 @@ def simulate_fleet(spec: FleetSpec) -> FleetRun:
             efc=efc[fleet.pack_of_cell], dod=dod[fleet.pack_of_cell],
             c_rate=(current_rms / fleet.rated_ah)[fleet.pack_of_cell],
         ))  # fmt: skip
-        cell_capacity = fleet.cell_capacity_ah * (1.0 - fleet.law.capacity_fade)
+        charging = (efc > 0) | telecom
+        events = abuse.day(
+            day, in_service, efc > 0, charging, dod / dod_nominal, temp_max,
+            fleet.cell_capacity_ah(),
+        )  # fmt: skip
+        cell_capacity = fleet.cell_capacity_ah()
         pack_capacity = fleet.per_pack(np.minimum, cell_capacity)
         throughput = efc * 2.0 * pack_capacity
         efc_total += throughput / (2.0 * fleet.rated_ah)
 
         # balancing: the leaky cell's deficit is bled from every other cell while it can be
-        charging = (efc > 0) | telecom
         bleed_ah = np.where(charging, bleed_a * np.where(telecom, 24.0, BALANCE_HOURS_PER_DAY), 0)
         leak_ah = leak_a * 24.0
         natural_ah = (
@@ -308,7 +345,21 @@ def simulate_fleet(spec: FleetSpec) -> FleetRun:
             | ((kind == FAULT_KINDS.index("contactor")) & (contactor_ratio > CONTACTOR_TRIP_RATIO))
         ) & in_service  # fmt: skip
         trip_day = np.where(trips & (trip_day < 0), day, trip_day)
+        tripped = trips & (trip_day == day)
+        for kind_name in (DEEP_DISCHARGE, OVER_TEMPERATURE):
+            events[kind_name] = events[kind_name] + (tripped & (fault_event == kind_name))
+        abuse.tally(events)
 
+        resistance_gap_mohm = fleet.per_pack(np.maximum, cell_resistance) - fleet.per_pack(
+            np.minimum, cell_resistance
+        )
+        spread_mv = _cell_voltage_spread_mv(
+            np.maximum(target - soc_mean, 0.0) * pack_capacity, pack_capacity,
+            fleet.per_pack(np.maximum, cell_capacity), imbalance_ah, slope_mv,
+            busy * current_rms * resistance_gap_mohm,
+        )  # fmt: skip
+        open_circuit_v = voltage_nominal_v + fleet.cells * slope_mv * (soc_mean - 0.5) / 10.0
+        drop_v = current_rms * (pack_resistance_mohm + contactor_mohm) / 1000.0
         true_soh_capacity = pack_capacity / fleet.rated_ah * 100.0
         true_soh_resistance = rated_resistance_mohm / pack_resistance_mohm * 100.0
         rows.append({
@@ -338,7 +389,16 @@ def simulate_fleet(spec: FleetSpec) -> FleetRun:
                 current_rms > 0.05 * fleet.rated_ah,
                 contactor_mohm * noise.normal(1.0, 0.08, n), np.nan,
             ),
-            "protection_trips": (trips & (trip_day == day)).astype(float),
+            "protection_trips": tripped.astype(float),
+            "cell_voltage_spread_mv": np.maximum(
+                spread_mv * reading.lognormal(0.0, CELL_SPREAD_NOISE[0], n)
+                + reading.normal(0.0, CELL_SPREAD_NOISE[1], n), 0.0,
+            ),
+            # half the charge in, half out; through the pack's resistance both ways
+            **{name: throughput / 2.0 * (open_circuit_v + sign * drop_v) / 1000.0
+               * reading.normal(1.0, ENERGY_NOISE, n)
+               for name, sign in (("energy_charged_kwh", 1.0), ("energy_discharged_kwh", -1.0))},
+            **{HISTORY_COLUMNS[name]: count for name, count in events.items()},
         })  # fmt: skip
         truth_rows.append({
             "day": np.full(n, day), "true_soh_capacity_pct": true_soh_capacity,
@@ -347,6 +407,19 @@ def simulate_fleet(spec: FleetSpec) -> FleetRun:
         # repaired the day after the trip
         fault_active &= ~((trip_day >= 0) & (trip_day < day + 1))
     return _assemble(spec, fleet, rows, truth_rows, trip_day)
+
+
+def _cell_voltage_spread_mv(
+    drawn_ah: np.ndarray, pack_capacity_ah: np.ndarray, largest_cell_ah: np.ndarray,
+    imbalance_ah: np.ndarray, slope_mv_per_pct: np.ndarray, resistance_spread_mv: np.ndarray,
+) -> np.ndarray:  # fmt: skip
+    """The day's typical highest - lowest cell voltage: from a top-balanced full charge,
+    ``drawn_ah`` out of every cell leaves the smallest and the largest that far apart in SoC,
+    a leaky cell behind by its imbalance; the OCV slope makes that millivolts, and the current
+    through unequal resistances adds its share of the day."""
+    soc_gap_pct = 100.0 * (drawn_ah * (1.0 / pack_capacity_ah - 1.0 / largest_cell_ah)
+                           + imbalance_ah / pack_capacity_ah)  # fmt: skip
+    return CELL_SPREAD_FLOOR_MV + soc_gap_pct * slope_mv_per_pct + resistance_spread_mv
 
 
 def _per_pack_median(cell_values: np.ndarray, fleet: _Fleet) -> np.ndarray:
@@ -386,6 +459,7 @@ def _assemble(spec, fleet: _Fleet, rows, truth_rows, trip_day) -> FleetRun:
         return [(spec.start + timedelta(days=int(d))).isoformat() if d >= 0 else "" for d in days]
 
     faulty = faults.kind >= 0
+    abuse = fleet.abuse
     truth_packs = pd.DataFrame({
         "pack_id": ids, "pack_type": [k.name for k in fleet.kinds],
         "site": [s.name for s in fleet.sites], "chemistry": fleet.chemistry,
@@ -396,6 +470,12 @@ def _assemble(spec, fleet: _Fleet, rows, truth_rows, trip_day) -> FleetRun:
         "fault_cell": np.where(faulty, faults.cell, -1),
         "fault_onset_date": day_date(np.where(faulty, faults.onset_day, -1).astype(int)),
         "fault_trip_date": day_date(trip_day),
+        **{column: abuse.totals[name].astype(int) for name, column in HISTORY_COLUMNS.items()},
+        "latched_safety": abuse.latched_day >= 0,
+        "latched_safety_date": day_date(abuse.latched_day),
+        "latched_safety_cause": abuse.latched_cause,
+        "faulty_charger_from": day_date(abuse.charger_from),
+        "faulty_charger_to": day_date(np.minimum(abuse.charger_to - 1, spec.days - 1)),
     })  # fmt: skip
     return FleetRun(
         history.sort_values(["pack_id", "date"]).reset_index(drop=True),
