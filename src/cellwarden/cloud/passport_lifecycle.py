@@ -16,7 +16,13 @@ from typing import Any
 from cellwarden.cloud.analytics.fleet_analysis import records
 from cellwarden.cloud.analytics.passport_refresh import condition_for_pack
 from cellwarden.cloud.store.cloud_store import CloudStore
-from cellwarden.cloud.store.passport_store import SECOND_LIFE_STATUSES, PassportRecord
+from cellwarden.cloud.store.passport_store import (
+    GENERAL,
+    IDENTIFIER,
+    SECOND_LIFE_STATUSES,
+    STATUS,
+    PassportRecord,
+)
 from cellwarden.model.system import SystemSpec
 from cellwarden.passport.builder import Identity, build_passport
 from cellwarden.passport.condition import BatteryCondition, Ratings
@@ -26,8 +32,6 @@ from cellwarden.passport.manufacturer_file import ManufacturerFile
 from cellwarden.passport.rated_values import rated_values
 from cellwarden.passport.second_life import assess, candidates, evidence_from_history
 from cellwarden.telemetry.fleet_history import parse_history
-
-GENERAL = "generalProductInformation"
 
 
 def register_passport(
@@ -71,7 +75,7 @@ def change_status(store: CloudStore, urn: str, status: str, author: str,
         return {"urn": urn, "status": record.status, "version": record.version}
     new_urn = successor_urn(store, urn)
     body = copy.deepcopy(store.passports.current(urn).body)
-    body[GENERAL].update(batteryPassportIdentifier=new_urn, batteryStatus=status)
+    body[GENERAL].update({IDENTIFIER: new_urn, STATUS: status})
     successor = store.passports.create_successor(urn, new_urn, status, body, author, note=note)
     return {"urn": urn, "status": status, "successor": successor.urn,
             "version": store.passports.record(urn).version}  # fmt: skip
