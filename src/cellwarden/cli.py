@@ -12,6 +12,7 @@ from rich.table import Table
 
 from cellwarden.cli_cloud import cloud_app
 from cellwarden.cli_fleet import fleet_app
+from cellwarden.cli_ota import ota_app
 from cellwarden.cli_output import console, error_console
 from cellwarden.cli_output import fail as _fail
 from cellwarden.cli_passport import passport_app
@@ -171,6 +172,7 @@ app.add_typer(edge_app, name="edge")
 app.add_typer(cloud_app, name="cloud")
 app.add_typer(fleet_app, name="fleet")
 app.add_typer(passport_app, name="passport")
+app.add_typer(ota_app, name="ota")
 
 
 @edge_app.command("run")

@@ -34,6 +34,7 @@ from cellwarden.comms.system_bus import SystemBusMaster
 from cellwarden.hardware.sim_board import build_master_slave_boards, build_string_board
 from cellwarden.hardware.sim_links import SimulatedChargerLink, SimulatedLoadLink
 from cellwarden.model.architecture import Architecture
+from cellwarden.model.cell import CellSpec
 from cellwarden.model.faults import NodeSilence
 from cellwarden.model.scenario import Scenario
 from cellwarden.model.system import StringSpec
@@ -76,8 +77,11 @@ class ClosedLoopController:
         plant: SystemPlant,
         events: EventLog,
         can_log: Path | None = None,
+        cell: CellSpec | None = None,
     ) -> None:
+        """``cell`` is the cell model the BMS is told of (default: the pack's own cells)."""
         self.scenario = scenario
+        self.cell = cell
         self.plant = plant
         self.events = events
         self.network = CanNetwork(log_path=can_log)
@@ -94,7 +98,7 @@ class ClosedLoopController:
     def _config(self, string: StringSpec) -> StringConfig:
         scenario = self.scenario
         return StringConfig(
-            cell=string.pack.cell,
+            cell=self.cell or string.pack.cell,
             series=string.pack.series,
             parallel=string.pack.parallel,
             path_max_current_a=string.power_path.max_current_a,
