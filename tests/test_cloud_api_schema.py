@@ -112,7 +112,8 @@ CHECKS = [not_a_server_error, successful_answers_match_the_document]
 def real_ids(api: Api) -> dict[str, object]:
     a = api.seeded.orgs["A"]
     return {"org_id": a.id, "device_id": a.device_ids[0], "alarm_id": a.alarm_ids[0],
-            "rule_id": a.rule_ids[0], "fleet_id": a.fleet_ids[0]}  # fmt: skip
+            "rule_id": a.rule_ids[0], "fleet_id": a.fleet_ids[0],
+            "campaign_id": a.campaign_ids[0], "action": "pause"}  # fmt: skip
 
 
 def test_every_operation_is_in_the_document(api: Api) -> None:

@@ -39,6 +39,7 @@ from fastapi.routing import APIRoute
 from tests.cloud_fixtures import cells as cell_batch
 from tests.cloud_fixtures import summaries
 from tests.http_server import served
+from tests.ota_support import make_bundle
 
 from cellwarden.cloud.alarms.engine import AlarmEngine
 from cellwarden.cloud.alarms.rules import parse_rule
@@ -47,9 +48,11 @@ from cellwarden.cloud.api.app import create_app
 from cellwarden.cloud.api.limits import MAX_BODY_BYTES
 from cellwarden.cloud.store.cloud_store import CloudStore, open_store
 from cellwarden.cloud.store.daily_history import parse_import
+from cellwarden.cloud.store.ota_store import CampaignSpec
 from cellwarden.cloud.store.registry import Role
 from cellwarden.cloud.store.schema_v1 import HEALTH_COLUMNS, POSITION_COLUMNS, SUMMARY_COLUMNS
 from cellwarden.cloud.store.telemetry_writer import Arrival
+from cellwarden.ota.bundle import inspect_bundle
 from cellwarden.simulation.fleet.simulator import FleetSpec, simulate_fleet
 from cellwarden.telemetry.codec import Frame, decode_frame, encode
 from cellwarden.telemetry.schema import Kind
@@ -116,6 +119,7 @@ class SeededOrg:
     device_ids: list[str]
     alarm_ids: list[int]  # open alarms raised by the engine, oldest first
     rule_ids: list[int]
+    campaign_ids: list[int] | None = None  # an update campaign of its first pack
 
 
 @dataclass
@@ -247,6 +251,11 @@ def seed(store: CloudStore, path: Path, now_s: float) -> Seeded:
                 (org_id,),
             )
         ]
+    bundle = make_bundle("2.0.0")
+    for seeded_org in orgs.values():  # organisation A's bundle is bundle 1 (see BODIES)
+        bundle_id = store.ota.add_bundle(seeded_org.id, bundle, inspect_bundle(bundle), "seed")
+        seeded_org.campaign_ids = [store.ota.create_campaign(seeded_org.id, CampaignSpec(
+            bundle_id["id"], "seed", seeded_org.device_ids[:1]), "seed")]  # fmt: skip
     store.rollup.run(now_s)
     # organisation A's first fleet: 120 days of its first pack, and their analysis
     days = simulate_fleet(FleetSpec(packs=1, days=120, seed=1)).history
@@ -296,7 +305,8 @@ class World:
         found = self.seeded.orgs[org]
         return {"org_id": str(found.id), "device_id": found.device_ids[0],
                 "alarm_id": str(found.alarm_ids[0]), "rule_id": str(found.rule_ids[0]),
-                "fleet_id": str(found.fleet_ids[0])}  # fmt: skip
+                "fleet_id": str(found.fleet_ids[0]), "campaign_id": str(found.campaign_ids[0]),
+                "action": "pause"}  # fmt: skip
 
     def alarm(self, alarm_id: int) -> dict[str, Any]:
         keys = ("state", "acked_by", "acked_s", "cleared_by", "cleared_s")
@@ -337,11 +347,13 @@ def leaked(response: httpx.Response, markers: tuple[str, ...]) -> list[str]:
 
 
 # --- the routes, from the application -------------------------------------------------------------
-KNOWN_PATH_PARAMS = {"org_id", "device_id", "alarm_id", "rule_id", "fleet_id"}
+KNOWN_PATH_PARAMS = {"org_id", "device_id", "alarm_id", "rule_id", "fleet_id", "campaign_id",
+                     "action"}  # fmt: skip
 GHOST_IDS = {"org_id": "987654", "device_id": "ghost-pack-9", "alarm_id": "987654",
-             "rule_id": "987654", "fleet_id": "987654"}  # fmt: skip
+             "rule_id": "987654", "fleet_id": "987654", "campaign_id": "987654",
+             "action": "pause"}  # fmt: skip
 # a valid body for each route that takes one, so that only the check under test can refuse it
-BODIES: dict[tuple[str, str], dict[str, Any]] = {
+BODIES: dict[tuple[str, str], dict[str, Any] | bytes] = {
     ("POST", "/api/v1/orgs/{org_id}/fleets"): {"name": "new-fleet"},
     ("POST", "/api/v1/orgs/{org_id}/sites"): {
         "name": "New Site",
@@ -360,6 +372,12 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "condition": {"kind": "no_data", "silence_min": 30},
     },
     ("POST", "/api/v1/alarms/{alarm_id}/acknowledge"): {"comment": "on it"},
+    ("POST", "/api/v1/orgs/{org_id}/ota/bundles"): make_bundle("2.0.1"),
+    ("POST", "/api/v1/orgs/{org_id}/ota/campaigns"): {
+        "bundle_id": 1,
+        "name": "2.0.0 again",
+        "device_ids": ["alpha-bus-1"],
+    },
 }
 
 
@@ -413,7 +431,9 @@ def parametrised(app: FastAPI) -> list[Endpoint]:
 
 def request(world: World, who: str | None, endpoint: Endpoint, ids: dict[str, str],
             **kwargs: Any) -> httpx.Response:  # fmt: skip
-    if endpoint.body is not None:
+    if isinstance(endpoint.body, bytes):
+        kwargs.setdefault("content", endpoint.body)
+    elif endpoint.body is not None:
         kwargs.setdefault("json", endpoint.body)
     return world.call(who, endpoint.method, endpoint.url(ids), **kwargs)
 
@@ -471,6 +491,7 @@ ADMIN_ONLY = {
     "list users": ("GET", "/api/v1/orgs/{org_id}/users"),
     "add alarm rule": ("POST", "/api/v1/orgs/{org_id}/alarm-rules"),
     "delete alarm rule": ("DELETE", "/api/v1/alarm-rules/{rule_id}"),
+    "issue update token": ("POST", "/api/v1/orgs/{org_id}/packs/{device_id}/ota-token"),
 }
 
 

@@ -9,7 +9,7 @@ The slot's ``config.toml`` lays the BMS settings and cell model over the scenari
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cellwarden.bms.protection import Action
@@ -37,6 +37,7 @@ class _Boot:
     controller: ClosedLoopController | None
     error: str | None
     main_cycles: int = 0
+    tasks: dict[str, Callable[[float], None]] = field(default_factory=dict)
 
 
 class RebootableBms:
@@ -71,12 +72,11 @@ class RebootableBms:
         def run(now_s: float) -> None:
             if self.boot is None and now_s >= self.down_until_s:
                 self._start(now_s)
-            controller = self.boot.controller if self.boot else None
-            if controller is None:
+            if self.boot is None or self.boot.controller is None:
                 return
-            for task in controller.tasks():
-                if task.name == name:
-                    task.run(now_s)
+            task = self.boot.tasks.get(name)
+            if task is not None:
+                task(now_s)
             if name == "main":
                 self.boot.main_cycles += 1
 
@@ -114,7 +114,8 @@ class RebootableBms:
             controller = self._build(decision.slot)
         except (ConfigError, ValueError, OSError) as problem:
             error = f"{type(problem).__name__}: {problem}"
-        self.boot = _Boot(decision, controller, error)
+        tasks = {task.name: task.run for task in controller.tasks()} if controller else {}
+        self.boot = _Boot(decision, controller, error, tasks=tasks)
         self.events.add(now_s, "board", "BOOT", f"booted slot {decision.slot}: {decision.reason}")
         self.device.agent.on_boot(decision, now_s)
 

@@ -17,7 +17,9 @@ from cellwarden.cloud.api import (
     admin_routes,
     alarm_routes,
     analytics_routes,
+    device_ota_routes,
     fleet_routes,
+    ota_routes,
     pack_routes,
     passport_routes,
 )
@@ -46,6 +48,8 @@ def create_app(store: CloudStore) -> FastAPI:
         analytics_routes,
         admin_routes,
         passport_routes,
+        ota_routes,
+        device_ota_routes,
     ):
         app.include_router(module.router)
     app.add_middleware(BodyLimit)

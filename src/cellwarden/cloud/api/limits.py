@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 from starlette.exceptions import HTTPException
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_BUNDLE_BYTES = 64 * 1024 * 1024
+# the routes allowed a larger body: (method, path pattern, limit)
+LARGE_BODIES = (("POST", re.compile(r"/api/v1/orgs/[0-9]+/ota/bundles"), MAX_BUNDLE_BYTES),)
 
 
 class BodyLimit:
@@ -20,9 +24,12 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = next((size for method, path, size in LARGE_BODIES
+                      if scope.get("method") == method and path.fullmatch(scope.get("path", ""))),
+                     self.max_bytes)  # fmt: skip
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await _too_large(send, self.max_bytes)
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _too_large(send, limit)
             return
         seen = 0
 
@@ -31,14 +38,14 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLargeError(self.max_bytes)
+                if seen > limit:
+                    raise _TooLargeError(limit)
             return message
 
         try:
             await self.app(scope, limited_receive, send)
         except _TooLargeError:
-            await _too_large(send, self.max_bytes)
+            await _too_large(send, limit)
 
 
 class _TooLargeError(HTTPException):

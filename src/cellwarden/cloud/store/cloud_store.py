@@ -7,6 +7,7 @@ from cellwarden.cloud.store.database import Database, StoreError, open_database
 from cellwarden.cloud.store.history import History
 from cellwarden.cloud.store.ingest_log import IngestLog
 from cellwarden.cloud.store.migrations import LATEST, current_version, migrate
+from cellwarden.cloud.store.ota_store import OtaStore
 from cellwarden.cloud.store.passport_store import PassportStore
 from cellwarden.cloud.store.registry import Registry
 from cellwarden.cloud.store.rollup import Retention, Rollup
@@ -15,7 +16,8 @@ from cellwarden.cloud.store.telemetry_writer import TelemetryWriter
 
 class CloudStore:
     """Registry, telemetry writes, history reads, rollups, the ingest log, the daily
-    figures and analyses of fleets and the battery passports over one database."""
+    figures and analyses of fleets, the battery passports and over-the-air updates over one
+    database."""
 
     def __init__(self, db: Database, retention: Retention | None = None) -> None:
         self.db = db
@@ -26,6 +28,7 @@ class CloudStore:
         self.rollup = Rollup(db, retention)
         self.daily = DailyHistory(db, self.registry)
         self.passports = PassportStore(db)
+        self.ota = OtaStore(db)
 
     def close(self) -> None:
         self.db.close()

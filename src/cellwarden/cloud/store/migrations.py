@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cellwarden.cloud.store import schema_v1, schema_v2, schema_v3, schema_v4
+from cellwarden.cloud.store import schema_v1, schema_v2, schema_v3, schema_v4, schema_v5
 from cellwarden.cloud.store.database import Database, StoreError
 
 
@@ -26,6 +26,7 @@ MIGRATIONS = (
     Migration(2, "rollup bookkeeping, one open alarm per source", schema_v2.statements),
     Migration(3, "daily pack figures and fleet analyses", schema_v3.statements),
     Migration(4, "battery passports, their counters and daily figures", schema_v4.statements),
+    Migration(5, "over-the-air update bundles, campaigns and deployments", schema_v5.statements),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -1,0 +1,1 @@
+"""Over-the-air update campaigns: the staged-rollout rules (docs/ota-cloud.md)."""
