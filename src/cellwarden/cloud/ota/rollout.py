@@ -6,7 +6,8 @@ Pure functions over counts; the store applies their verdicts. Rules (docs/ota-cl
   wave its share of the fleet, the last wave the rest;
 - failure rate = failed / finished devices of the released waves, judged once at least
   ``min(MIN_FINISHED, released devices)`` have finished; above the threshold the campaign
-  pauses and nothing more is offered;
+  pauses and nothing more is offered; an operator who resumes accepts the failures so far
+  (they no longer count);
 - when every device of the released waves has finished, the next wave is released (none left:
   the campaign is completed);
 - a released wave's devices that have not finished ``wave_timeout_s`` after its release are
@@ -68,13 +69,16 @@ class Verdict:
     reason: str = ""
 
 
-def judge(released_waves: int, waves: list[WaveCounts], threshold_pct: float) -> Verdict:
-    """The verdict on a running campaign with ``released_waves`` released."""
+def judge(released_waves: int, waves: list[WaveCounts], threshold_pct: float,
+          accepted: tuple[int, int] = (0, 0)) -> Verdict:  # fmt: skip
+    """The verdict on a running campaign with ``released_waves`` released; ``accepted`` is
+    the (failed, finished) count an operator accepted when resuming."""
     released = waves[:released_waves]
-    finished = sum(w.finished for w in released)
-    failed = sum(w.failed for w in released)
+    all_finished = sum(w.finished for w in released)
+    finished = all_finished - accepted[1]
+    failed = sum(w.failed for w in released) - accepted[0]
     devices = sum(w.size for w in released)
-    if finished >= min(MIN_FINISHED, devices) and finished:
+    if finished >= min(MIN_FINISHED, devices - accepted[1]) and finished > 0:
         rate_pct = 100.0 * failed / finished
         if rate_pct > threshold_pct:
             where = "canary wave" if released_waves == 1 else f"waves 0-{released_waves - 1}"
@@ -84,7 +88,7 @@ def judge(released_waves: int, waves: list[WaveCounts], threshold_pct: float) ->
                 f"{where}: {failed} of {finished} finished devices failed "
                 f"({rate_pct:.0f} % > {threshold_pct:g} %)",
             )
-    if finished < devices:
+    if all_finished < devices:
         return Verdict(RUNNING, released_waves)
     if released_waves < len(waves):
         return Verdict(RUNNING, released_waves + 1)

@@ -192,8 +192,9 @@ class OtaStore:
                 self.db.execute(
                     "INSERT INTO ota_campaigns (org_id, bundle_id, name, state, canary_pct, "
                     "wave_pcts, failure_threshold_pct, wave_timeout_s, released_waves, "
-                    "wave_released_s, reason, created_s, created_by, updated_s) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, '', ?, ?, ?) RETURNING id",
+                    "wave_released_s, reason, accepted_failed, accepted_finished, created_s, "
+                    "created_by, updated_s) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, '', 0, 0, ?, ?, ?) RETURNING id",
                     (
                         org_id,
                         spec.bundle_id,
@@ -278,7 +279,14 @@ class OtaStore:
                 (target, reason, campaign_id),
             )
             if target == RUNNING:
-                self._judge(campaign_id, resumed=True)
+                self.db.execute(  # the failures so far are accepted
+                    "UPDATE ota_campaigns SET accepted_failed = (SELECT COUNT(*) FROM "
+                    "ota_deployments WHERE campaign_id = ? AND state = 'failure'), "
+                    "accepted_finished = (SELECT COUNT(*) FROM ota_deployments WHERE "
+                    "campaign_id = ? AND state IN ('success', 'failure')) WHERE id = ?",
+                    (campaign_id, campaign_id, campaign_id),
+                )
+                self._judge(campaign_id)
         return self.campaign(org_id, campaign_id) or {}
 
     def device_history(self, pack_id: int) -> list[dict[str, Any]]:
@@ -414,17 +422,18 @@ class OtaStore:
                 self._judge(campaign_id)
 
     # --- rules --------------------------------------------------------------------------------
-    def _judge(self, campaign_id: int, resumed: bool = False) -> None:
+    def _judge(self, campaign_id: int) -> None:
         """Apply the rollout rules to a campaign (inside the caller's transaction)."""
         now = self.clock()
         row = self.db.execute(
             "UPDATE ota_campaigns SET updated_s = updated_s WHERE id = ? RETURNING state, "
-            "released_waves, wave_released_s, wave_timeout_s, failure_threshold_pct",
+            "released_waves, wave_released_s, wave_timeout_s, failure_threshold_pct, "
+            "accepted_failed, accepted_finished",
             (campaign_id,),
         ).fetchone()
         if row is None or row[0] != RUNNING:
             return
-        _, released, released_s, timeout_s, threshold_pct = row
+        _, released, released_s, timeout_s, threshold_pct, *accepted = row
         if now - released_s >= timeout_s:
             late = self.db.execute(
                 "SELECT id FROM ota_deployments WHERE campaign_id = ? AND wave < ? AND state "
@@ -446,10 +455,7 @@ class OtaStore:
             (campaign_id,),
         ).fetchall()
         waves = [WaveCounts(int(n), int(ok or 0), int(bad or 0)) for _, n, ok, bad in counts]
-        if resumed:  # an operator accepted the failures so far: judge only what comes next
-            verdict = judge(released, waves, threshold_pct=100.0)
-        else:
-            verdict = judge(released, waves, threshold_pct)
+        verdict = judge(released, waves, threshold_pct, (int(accepted[0]), int(accepted[1])))
         if (verdict.state, verdict.released_waves) == (RUNNING, released) and not verdict.reason:
             return
         release_s = now if verdict.released_waves != released else released_s

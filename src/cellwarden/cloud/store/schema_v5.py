@@ -22,6 +22,7 @@ CREATE TABLE ota_campaigns (
     state TEXT NOT NULL, canary_pct {real} NOT NULL, wave_pcts TEXT NOT NULL,
     failure_threshold_pct {real} NOT NULL, wave_timeout_s {real} NOT NULL,
     released_waves INTEGER NOT NULL, wave_released_s {real} NOT NULL, reason TEXT NOT NULL,
+    accepted_failed INTEGER NOT NULL, accepted_finished INTEGER NOT NULL,
     created_s {real} NOT NULL, created_by TEXT NOT NULL, updated_s {real} NOT NULL
 );
 CREATE INDEX ota_campaigns_org ON ota_campaigns (org_id, state);
