@@ -1,11 +1,13 @@
 // The dashboard's shell: sign-in with an API token, the organisation chooser and hash routes
-// (`#/` fleet, `#/pack/{device_id}`, `#/alarms`, `#/analytics[/{fleet_id}]`).
+// (`#/` fleet, `#/pack/{device_id}`, `#/alarms`, `#/analytics[/{fleet_id}]`,
+// `#/updates[/{campaign_id}]`).
 
 import { alarmsView } from "./alarms.js";
 import { analyticsView } from "./analytics.js";
 import { ApiError, api, onUnauthorised, session } from "./api.js";
 import { overviewView } from "./overview.js";
 import { packView } from "./pack.js";
+import { updatesView } from "./updates.js";
 import { clear, h, hideTooltip } from "./util.js";
 
 const state = { me: null, cleanup: null, signInMessage: "" };
@@ -45,7 +47,7 @@ function renderHeader() {
   orgSelect.disabled = state.me.organisations.length < 2;
   userName.textContent = `${state.me.name}${org ? ` · ${org.role}` : ""}`;
   const hash = location.hash || "#/";
-  const section = ["alarms", "analytics"].find((name) => hash.startsWith(`#/${name}`)) ?? "fleet";
+  const section = ["alarms", "analytics", "updates"].find((name) => hash.startsWith(`#/${name}`)) ?? "fleet";
   for (const link of nav.querySelectorAll("a")) {
     if (link.dataset.nav === section) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
@@ -130,11 +132,15 @@ function render() {
   const hash = location.hash || "#/";
   const pack = /^#\/pack\/([^/]+)$/.exec(hash);
   const analytics = /^#\/analytics(?:\/([1-9]\d{0,15}))?$/.exec(hash);
+  const updates = /^#\/updates(?:\/([1-9]\d{0,15}))?$/.exec(hash);
   if (pack) {
     state.cleanup = packView(view, context, decodeURIComponent(pack[1]));
   } else if (analytics) {
     document.title = "Fleet analytics — cellwarden";
     state.cleanup = analyticsView(view, context, analytics[1] ? Number(analytics[1]) : null);
+  } else if (updates) {
+    document.title = "Updates — cellwarden";
+    state.cleanup = updatesView(view, context, updates[1] ? Number(updates[1]) : null);
   } else if (hash === "#/alarms") {
     document.title = "Alarms — cellwarden";
     state.cleanup = alarmsView(view, context);
