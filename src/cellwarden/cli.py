@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from cellwarden.cli_cloud import cloud_app
+from cellwarden.cli_cloud_ota import ota_cloud_app
 from cellwarden.cli_fleet import fleet_app
 from cellwarden.cli_ota import ota_app
 from cellwarden.cli_output import console, error_console
@@ -169,6 +170,7 @@ edge_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(edge_app, name="edge")
+cloud_app.add_typer(ota_cloud_app, name="ota")
 app.add_typer(cloud_app, name="cloud")
 app.add_typer(fleet_app, name="fleet")
 app.add_typer(passport_app, name="passport")
