@@ -4,12 +4,15 @@ against the plant's true current), and the power path is open while the board re
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 import numpy as np
+import pytest
 from tests.ota_support import GOOD_CONFIG, firmware_image, make_bundle, provision_device
 
 from cellwarden.edge.ota_agent import AgentSettings
+from cellwarden.edge.ota_client import Offer
 from cellwarden.simulation.catalogue import load_builtin
 from cellwarden.simulation.ota_device import BOOT_S, SimulatedDevice
 
@@ -89,4 +92,49 @@ def test_slot_failing_its_health_check_rolls_back_by_itself(tmp_path):
     assert device.slots.env().primary == "a" and device.slots.env().trial is None
     assert device.bms.boot_error() is None and not device.bms.trips()
     assert device.agent.confirmed_version == "1.0.0"
+    device.close()
+
+
+class FlakyServer:
+    """An update server whose first download of the bundle arrives with one byte changed."""
+
+    def __init__(self, bundle: bytes, corrupt_downloads: int) -> None:
+        self.bundle = bundle
+        self.corrupt_left = corrupt_downloads
+        self.reports: list[tuple[str, str]] = []
+        self.offered = False
+
+    def next_offer(self, running_version):
+        if self.offered:
+            return None
+        self.offered = True
+        return Offer(1, 1, "1.1.0", len(self.bundle), hashlib.sha256(self.bundle).hexdigest(),
+                     "/bundle")  # fmt: skip
+
+    def fetch(self, url, start, length):
+        chunk = bytearray(self.bundle[start : start + length])
+        if start + length >= len(self.bundle) and self.corrupt_left:
+            self.corrupt_left -= 1
+            chunk[-1] ^= 0xFF
+        return bytes(chunk)
+
+    def report(self, deployment_id, state, progress_pct=None, detail="", version=None):
+        self.reports.append((state, detail))
+
+
+@pytest.mark.parametrize("corrupt_downloads, ok", [(1, True), (2, False)])
+def test_a_corrupted_download_is_fetched_again_once(tmp_path, corrupt_downloads, ok):
+    directory = provision_device(tmp_path / "device")
+    server = FlakyServer(make_bundle("1.1.0"), corrupt_downloads)
+    device = SimulatedDevice(load_builtin("escooter-13s-urban"), directory, settings=SETTINGS,
+                             server=server, clock_epoch_s=time.time())  # fmt: skip
+    device.run_until(5.0)
+    run_to_idle(device)
+    assert device.agent.state["last_result"]["ok"] is ok
+    details = [detail for _, detail in server.reports]
+    assert "download did not match its sha256: fetching again" in details
+    if not ok:
+        assert server.reports[-1] == ("failure", "download does not match the offered sha256 "
+                                      "(twice)")  # fmt: skip
+        assert device.agent.running_version == "1.0.0"
     device.close()

@@ -23,7 +23,14 @@ from typing import Any
 from cellwarden.edge.cellular_link import CellularLink
 from cellwarden.edge.ota_client import DeploymentClosedError, Offer, UpdateServer, UpdateServerError
 from cellwarden.edge.ota_health import BmsProbe, check_health
-from cellwarden.edge.ota_slots import BootDecision, BootEnv, SlotStore, read_json, write_atomic
+from cellwarden.edge.ota_slots import (
+    BootDecision,
+    BootEnv,
+    SlotStore,
+    file_sha256,
+    read_json,
+    write_atomic,
+)
 from cellwarden.edge.ota_verify import DeviceIdentity, verify_bundle
 from cellwarden.ota.bundle import BundleError, file_chunks
 from cellwarden.ota.manifest import parse_version
@@ -204,9 +211,10 @@ class OtaAgent:
     def _install(self, now_s: float) -> None:
         path = self.directory / DOWNLOAD_PATH
         offer = self.state.get("deployment")
+        if offer is not None and _digest(path) != offer["sha256"]:
+            self._retry_download(offer)
+            return
         try:
-            if offer is not None and path.stat().st_size != offer["size"]:
-                raise BundleError(f"download holds {path.stat().st_size} of {offer['size']} bytes")
             verified = verify_bundle(
                 path, self.trusted_root(), self.identity, self.running_version,
                 self.confirmed_version, self.clock_epoch_s + now_s,
@@ -244,6 +252,16 @@ class OtaAgent:
         self.on_step("slot-sealed")
         self._set(phase="installed")
         self._report("installed", None, f"slot {target} holds version {manifest.version}")
+
+    def _retry_download(self, offer: dict[str, Any]) -> None:
+        """A download that is not the bundle the cloud offered (corrupted on the way, or
+        changed): fetched once more from the start, then given up."""
+        (self.directory / DOWNLOAD_PATH).unlink(missing_ok=True)
+        if self.state.get("download_retried"):
+            self._finish(False, "download does not match the offered sha256 (twice)")
+            return
+        self._set(phase="downloading", download_retried=True, reported_pct=0.0)
+        self._report("downloading", 0.0, "download did not match its sha256: fetching again")
 
     def _stepped(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
         for chunk in chunks:
@@ -291,7 +309,7 @@ class OtaAgent:
     def _finish(self, ok: bool, detail: str) -> None:
         self._report("success" if ok else "failure", None, detail)
         (self.directory / DOWNLOAD_PATH).unlink(missing_ok=True)
-        self._set(phase="idle", deployment=None, rollback_reason=None,
+        self._set(phase="idle", deployment=None, rollback_reason=None, download_retried=False,
                   last_result={"ok": ok, "detail": detail})  # fmt: skip
 
     # --- state and reports ------------------------------------------------------------------
@@ -325,3 +343,10 @@ class OtaAgent:
 
     def _link_up(self, now_s: float) -> bool:
         return self.link is None or self.link.up(now_s)
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        return file_sha256(path)
+    except OSError:
+        return None

@@ -125,7 +125,7 @@ class SlotStore:
         for entry in seal["files"]:
             path = self.path(slot) / str(entry.get("path"))
             try:
-                digest = _file_sha256(path)
+                digest = file_sha256(path)
             except OSError:
                 return f"slot {slot}: {entry.get('path')} is missing"
             if digest != entry.get("sha256"):
@@ -189,7 +189,7 @@ class SlotStore:
         return max(bootable, key=lambda slot: float((self.seal(slot) or {}).get("sealed_s", 0)))
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(1 << 16):

@@ -22,17 +22,23 @@ def store_of(request: Request) -> CloudStore:
 StoreDep = Annotated[CloudStore, Depends(store_of)]
 
 
+def bearer_token(credentials: HTTPAuthorizationCredentials | None, what: str) -> str:
+    """The token of an ``Authorization: Bearer`` header; 401 naming ``what`` is missing, or
+    that it is malformed."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(401, f"{what} is required", {"WWW-Authenticate": "Bearer"})
+    token = credentials.credentials
+    if not 0 < len(token) <= MAX_TOKEN_CHARS or not token.isascii():
+        raise HTTPException(401, "malformed token", {"WWW-Authenticate": "Bearer"})
+    return token
+
+
 def current_user(
     store: StoreDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> User:
     """The user behind the bearer token; 401 for a missing, malformed or unknown one."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise HTTPException(401, "a bearer token is required", {"WWW-Authenticate": "Bearer"})
-    token = credentials.credentials
-    if not 0 < len(token) <= MAX_TOKEN_CHARS or not token.isascii():
-        raise HTTPException(401, "malformed token", {"WWW-Authenticate": "Bearer"})
-    user = store.registry.user_for_token(token)
+    user = store.registry.user_for_token(bearer_token(credentials, "a bearer token"))
     if user is None:
         raise HTTPException(401, "unknown token", {"WWW-Authenticate": "Bearer"})
     return user

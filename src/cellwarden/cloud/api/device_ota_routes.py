@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import Field
 
 from cellwarden.cloud.api.alarm_routes import RowId
-from cellwarden.cloud.api.auth import MAX_TOKEN_CHARS, StoreDep, bearer
+from cellwarden.cloud.api.auth import StoreDep, bearer, bearer_token
 from cellwarden.cloud.api.models import TEXT, _Body
 from cellwarden.cloud.store.ota_store import DeviceRef, OtaConflictError, OtaError
 
@@ -25,12 +25,7 @@ def current_device(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> DeviceRef:
     """The device behind the bearer token; 401 otherwise."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise HTTPException(401, "a device token is required", {"WWW-Authenticate": "Bearer"})
-    token = credentials.credentials
-    if not 0 < len(token) <= MAX_TOKEN_CHARS or not token.isascii():
-        raise HTTPException(401, "malformed token", {"WWW-Authenticate": "Bearer"})
-    device = store.ota.device_for_token(token)
+    device = store.ota.device_for_token(bearer_token(credentials, "a device token"))
     if device is None:
         raise HTTPException(401, "unknown device token", {"WWW-Authenticate": "Bearer"})
     return device

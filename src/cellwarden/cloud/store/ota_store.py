@@ -166,8 +166,9 @@ class OtaStore:
 
     def bundle_bytes(self, bundle_id: int, start: int, end: int) -> bytes:
         """Bytes ``start`` to ``end`` (exclusive) of a bundle."""
-        rows = self.db.query("SELECT body FROM ota_bundles WHERE id = ?", (bundle_id,))
-        return bytes(rows[0][0])[start:end] if rows else b""
+        rows = self.db.query("SELECT substr(body, ?, ?) FROM ota_bundles WHERE id = ?",
+                             (start + 1, end - start, bundle_id))  # fmt: skip
+        return bytes(rows[0][0]) if rows else b""
 
     # --- campaigns ----------------------------------------------------------------------------
     def create_campaign(self, org_id: int, spec: CampaignSpec, user: str) -> int:
