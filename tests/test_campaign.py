@@ -69,3 +69,14 @@ def test_cli_reports_json_and_exits_non_zero_on_failure(monkeypatch):
     result = runner.invoke(app, ["campaign", SCENARIO.name, "--json"])
     assert result.exit_code == 1
     assert json.loads(result.output)["passed"] is False
+
+
+def test_campaign_in_processes_gives_the_same_results_in_the_same_order():
+    """Each test is its own seeded simulation: two processes change only how soon."""
+    chosen = [SCENARIO, MASTER_SLAVE]
+    only = ["external short", "welded", "open NTC"]
+    alone = campaign.run_campaign(chosen, only, jobs=1)
+    heard: list[str] = []
+    pooled = campaign.run_campaign(chosen, only, lambda r: heard.append(r.test), jobs=2)
+    assert [r.as_dict() for r in pooled] == [r.as_dict() for r in alone]
+    assert heard == [r.test for r in alone] and len(alone) == 5

@@ -80,6 +80,7 @@ def test_viewer_sees_the_paused_campaign_and_each_device(page, stored) -> None: 
     failed = page.locator(f'[data-testid="deployment-row"][data-device-id="{failed_device}"]')
     assert failed.get_attribute("data-state") == "failure"
     assert failed.get_by_test_id("deployment-detail").inner_text() == ROLLED_BACK
+    assert failed.get_by_test_id("deployment-version").inner_text() == "1.3.0"  # running
     pending = page.locator('[data-testid="deployment-row"][data-state="pending"]')
     assert pending.count() == 7
 

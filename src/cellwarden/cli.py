@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -382,6 +383,15 @@ def campaign(
         list[str] | None, typer.Option("--test", help="Run only tests whose name contains this.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            min=1,
+            max=256,
+            help="Tests run at once, each in its own process (default: one per CPU).",
+        ),
+    ] = None,
 ) -> None:
     """Run the certification-style test campaign against ground truth; exit 1 on any failure."""
     from cellwarden.simulation import campaign as campaign_module
@@ -401,7 +411,8 @@ def campaign(
             mark = "[green]PASS[/]" if outcome.passed else "[bold red]FAIL[/]"
             console.print(f"{mark} {outcome.scenario}: {outcome.test}", highlight=False)
 
-    results = campaign_module.run_campaign(chosen, only, show)
+    workers = jobs or len(os.sched_getaffinity(0))
+    results = campaign_module.run_campaign(chosen, only, show, jobs=workers)
     passed = all(r.passed for r in results)
     if as_json:
         print(json.dumps({"passed": passed, "results": [r.as_dict() for r in results]}, indent=2))

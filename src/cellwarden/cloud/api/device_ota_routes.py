@@ -4,15 +4,18 @@ bytes by range, progress and results. Devices sign in with their update token.""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
+from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import Field
 
 from cellwarden.cloud.api.alarm_routes import RowId
 from cellwarden.cloud.api.auth import StoreDep, bearer, bearer_token
 from cellwarden.cloud.api.models import TEXT, _Body
+from cellwarden.cloud.store.cloud_store import CloudStore
 from cellwarden.cloud.store.ota_store import DeviceRef, OtaConflictError, OtaError
 
 router = APIRouter(prefix="/device/v1/ota", include_in_schema=False)
@@ -56,29 +59,38 @@ def bundle_bytes(
     bundle_id: RowId, store: StoreDep, device: DeviceDep,
     range_header: Annotated[str | None, Header(alias="range")] = None,
 ) -> Response:  # fmt: skip
-    """The bundle, or the byte range asked for (206), at most 1 MiB per request."""
+    """The whole bundle (200, streamed), or the byte range asked for (206, at most 1 MiB)."""
     serving = store.ota.serving(device, bundle_id)
     if serving is None:
         raise HTTPException(404, f"no active deployment of bundle {bundle_id} for this device")
     deployment_id, size = serving
-    start, end = 0, size - 1
-    if range_header is not None:
-        match = RANGE.fullmatch(range_header.strip())
-        if match is None:
-            raise HTTPException(416, "give one range as bytes=START-END",
-                                {"Content-Range": f"bytes */{size}"})  # fmt: skip
-        start = int(match[1])
-        end = min(int(match[2]) if match[2] else size - 1, size - 1)
-        if start >= size or end < start:
-            raise HTTPException(416, f"range outside the bundle's {size} bytes",
-                                {"Content-Range": f"bytes */{size}"})  # fmt: skip
-    end = min(end, start + MAX_RANGE_BYTES - 1)
+    if range_header is None:
+        return StreamingResponse(
+            _whole(store, bundle_id, deployment_id, size),
+            media_type="application/octet-stream",
+            headers={"Content-Length": str(size), "Accept-Ranges": "bytes"},
+        )
+    match = RANGE.fullmatch(range_header.strip())
+    if match is None:
+        raise HTTPException(416, "give one range as bytes=START-END",
+                            {"Content-Range": f"bytes */{size}"})  # fmt: skip
+    start = int(match[1])
+    end = min(int(match[2]) if match[2] else size - 1, size - 1, start + MAX_RANGE_BYTES - 1)
+    if start >= size or end < start:
+        raise HTTPException(416, f"range outside the bundle's {size} bytes",
+                            {"Content-Range": f"bytes */{size}"})  # fmt: skip
     data = store.ota.bundle_bytes(bundle_id, start, end + 1)
     store.ota.count_served(deployment_id, len(data))
-    if range_header is None and end == size - 1:
-        return Response(data, media_type="application/octet-stream")
     return Response(data, status_code=206, media_type="application/octet-stream",
                     headers={"Content-Range": f"bytes {start}-{end}/{size}"})  # fmt: skip
+
+
+def _whole(store: CloudStore, bundle_id: int, deployment_id: int, size: int) -> Iterator[bytes]:
+    """The bundle in chunks of ``MAX_RANGE_BYTES``, each counted as served as it is sent."""
+    for start in range(0, size, MAX_RANGE_BYTES):
+        chunk = store.ota.bundle_bytes(bundle_id, start, min(size, start + MAX_RANGE_BYTES))
+        store.ota.count_served(deployment_id, len(chunk))
+        yield chunk
 
 
 @router.post("/deployments/{deployment_id}/status", status_code=204)

@@ -78,6 +78,8 @@ def create_campaign(org_id: int, body: NewCampaign, store: StoreDep,
         device_ids = [row[0] for row in store.db.query(
             "SELECT device_id FROM packs WHERE org_id = ? AND fleet_id = ?",
             (org_id, body.fleet_id))]  # fmt: skip
+        if not device_ids:
+            raise HTTPException(422, f"fleet {body.fleet_id} has no packs in this organisation")
     spec = CampaignSpec(body.bundle_id, body.name, device_ids or [], body.canary_pct,
                         tuple(body.wave_pcts), body.failure_threshold_pct,
                         body.wave_timeout_s)  # fmt: skip

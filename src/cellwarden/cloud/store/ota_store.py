@@ -8,6 +8,7 @@ so concurrent reports of one campaign are judged one after another).
 from __future__ import annotations
 
 import json
+import math
 import random
 import secrets
 import time
@@ -29,8 +30,13 @@ from cellwarden.cloud.ota.rollout import (
 from cellwarden.cloud.store.database import Database
 from cellwarden.cloud.store.registry import token_digest
 from cellwarden.ota.bundle import BundleInfo
+from cellwarden.ota.manifest import parse_version
 
 MAX_DETAIL_CHARS = 500
+MAX_NAME_CHARS = 128
+MAX_WAVES = 20
+MAX_WAVE_TIMEOUT_S = 365 * 86400.0
+LOOKUP_CHUNK = 500  # device ids per query (the engines bound a statement's parameters)
 ACTIONS = {"pause": (RUNNING, PAUSED), "resume": (PAUSED, RUNNING), "cancel": None}
 CAMPAIGN_COLUMNS = (
     "id",
@@ -56,6 +62,7 @@ DEPLOYMENT_COLUMNS = (
     "progress_pct",
     "detail",
     "from_version",
+    "version",
     "bytes_served",
     "offered_s",
     "updated_s",
@@ -172,18 +179,21 @@ class OtaStore:
 
     # --- campaigns ----------------------------------------------------------------------------
     def create_campaign(self, org_id: int, spec: CampaignSpec, user: str) -> int:
+        _check_spec(spec)
         bundle = self.bundle(org_id, spec.bundle_id)
         if bundle is None:
             raise OtaError(f"no bundle {spec.bundle_id} in this organisation")
         if not spec.device_ids:
             raise OtaError("a campaign needs at least one device")
-        marks = ", ".join("?" * len(spec.device_ids))
-        packs = dict(
-            self.db.query(
+        wanted = sorted(set(spec.device_ids))
+        packs: dict[str, int] = {}
+        for start in range(0, len(wanted), LOOKUP_CHUNK):
+            chunk = wanted[start : start + LOOKUP_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            packs.update(self.db.query(
                 f"SELECT device_id, id FROM packs WHERE org_id = ? AND device_id IN ({marks})",
-                (org_id, *spec.device_ids),
-            )
-        )
+                (org_id, *chunk),
+            ))  # fmt: skip
         missing = sorted(set(spec.device_ids) - set(packs))
         if missing:
             raise OtaError(f"no pack(s) {', '.join(missing[:5])} in this organisation")
@@ -227,6 +237,13 @@ class OtaStore:
         return campaign_id
 
     def campaigns(self, org_id: int) -> list[dict[str, Any]]:
+        """The organisation's campaigns, newest first, with their waves' counts."""
+        running = self.db.query(
+            "SELECT id FROM ota_campaigns WHERE org_id = ? AND state = ?", (org_id, RUNNING)
+        )
+        for (campaign_id,) in running:  # timeouts are seen when someone looks
+            with self.db.transaction():
+                self._judge(campaign_id)
         rows = self.db.query(
             f"SELECT {', '.join(CAMPAIGN_COLUMNS)} FROM ota_campaigns "
             "WHERE org_id = ? ORDER BY id DESC",
@@ -235,22 +252,26 @@ class OtaStore:
         return [self._with_waves(_campaign(row)) for row in rows]
 
     def campaign(self, org_id: int, campaign_id: int) -> dict[str, Any] | None:
-        """A campaign with its waves' counts and every device's deployment."""
+        """A campaign with its waves' counts and every device's deployment (``version``: the
+        version the device last said it runs)."""
+        if not self.db.query(
+            "SELECT 1 FROM ota_campaigns WHERE org_id = ? AND id = ?", (org_id, campaign_id)
+        ):
+            return None
         with self.db.transaction():
             self._judge(campaign_id)  # timeouts are seen when someone looks
         rows = self.db.query(
             f"SELECT {', '.join(CAMPAIGN_COLUMNS)} FROM ota_campaigns WHERE org_id = ? AND id = ?",
             (org_id, campaign_id),
         )
-        if not rows:
-            return None
         campaign = self._with_waves(_campaign(rows[0]))
         campaign["devices"] = [
             dict(zip(DEPLOYMENT_COLUMNS, row, strict=True))
             for row in self.db.query(
                 "SELECT d.id, p.device_id, d.wave, d.state, d.progress_pct, d.detail, "
-                "d.from_version, d.bytes_served, d.offered_s, d.updated_s, d.finished_s "
-                "FROM ota_deployments d JOIN packs p ON p.id = d.pack_id "
+                "d.from_version, v.version, d.bytes_served, d.offered_s, d.updated_s, "
+                "d.finished_s FROM ota_deployments d JOIN packs p ON p.id = d.pack_id "
+                "LEFT JOIN ota_devices v ON v.pack_id = d.pack_id "
                 "WHERE d.campaign_id = ? ORDER BY d.wave, p.device_id",
                 (campaign_id,),
             )
@@ -280,12 +301,13 @@ class OtaStore:
                 (target, reason, campaign_id),
             )
             if target == RUNNING:
-                self.db.execute(  # the failures so far are accepted
+                self.db.execute(  # the failures so far are accepted; the wave's clock restarts
                     "UPDATE ota_campaigns SET accepted_failed = (SELECT COUNT(*) FROM "
                     "ota_deployments WHERE campaign_id = ? AND state = 'failure'), "
                     "accepted_finished = (SELECT COUNT(*) FROM ota_deployments WHERE "
-                    "campaign_id = ? AND state IN ('success', 'failure')) WHERE id = ?",
-                    (campaign_id, campaign_id, campaign_id),
+                    "campaign_id = ? AND state IN ('success', 'failure')), "
+                    "wave_released_s = ? WHERE id = ?",
+                    (campaign_id, campaign_id, self.clock(), campaign_id),
                 )
                 self._judge(campaign_id)
         return self.campaign(org_id, campaign_id) or {}
@@ -327,8 +349,9 @@ class OtaStore:
         now = self.clock()
         with self.db.transaction():
             self.db.execute(
-                "UPDATE ota_devices SET version = ?, seen_s = ? WHERE pack_id = ?",
-                (version[:40], now, device.pack_id),
+                "UPDATE ota_devices SET version = COALESCE(?, version), seen_s = ? "
+                "WHERE pack_id = ?",
+                (version[:40] or None, now, device.pack_id),
             )
             candidates = self.db.execute(
                 "SELECT d.id, d.campaign_id FROM ota_deployments d JOIN ota_campaigns c "
@@ -348,7 +371,7 @@ class OtaStore:
                 state, wave, released, campaign_state, bundle_id, target, size, sha256 = row
                 if campaign_state != RUNNING or wave >= released or state in FINAL_STATES:
                     continue
-                if version == target:
+                if _same_version(version, target):
                     self._set_state(
                         deployment_id, "success", None, f"already at version {target}", now
                     )
@@ -404,20 +427,26 @@ class OtaStore:
             raise OtaError(f"unknown state {state[:40]!r} (known: {', '.join(DEVICE_STATES)})")
         now = self.clock()
         with self.db.transaction():
-            rows = self.db.execute(
-                "SELECT state, campaign_id FROM ota_deployments WHERE id = ? AND pack_id = ?",
-                (deployment_id, device.pack_id),
-            ).fetchall()
-            if not rows:
-                raise LookupError(f"no deployment {deployment_id} for this device")
-            current, campaign_id = rows[0]
-            if current in FINAL_STATES:
-                raise OtaConflictError(f"deployment {deployment_id} is final ({current})")
-            if version is not None:
+            if version:  # the device's row first, as in next_offer (one lock order)
                 self.db.execute(
                     "UPDATE ota_devices SET version = ?, seen_s = ? WHERE pack_id = ?",
                     (version[:40], now, device.pack_id),
                 )
+            rows = self.db.execute(
+                "SELECT campaign_id FROM ota_deployments WHERE id = ? AND pack_id = ?",
+                (deployment_id, device.pack_id),
+            ).fetchall()
+            if not rows:
+                raise LookupError(f"no deployment {deployment_id} for this device")
+            campaign_id = rows[0][0]
+            self._lock_campaign(campaign_id)  # then the campaign's, then its deployments'
+            current = self.db.execute(
+                "SELECT state FROM ota_deployments WHERE id = ?", (deployment_id,)
+            ).fetchone()[0]
+            if current in FINAL_STATES:
+                raise OtaConflictError(f"deployment {deployment_id} is final ({current})")
+            if current == "pending":
+                raise OtaConflictError(f"deployment {deployment_id} has not been offered yet")
             self._set_state(deployment_id, state, progress_pct, detail[:MAX_DETAIL_CHARS], now)
             if state in FINAL_STATES:
                 self._judge(campaign_id)
@@ -426,12 +455,7 @@ class OtaStore:
     def _judge(self, campaign_id: int) -> None:
         """Apply the rollout rules to a campaign (inside the caller's transaction)."""
         now = self.clock()
-        row = self.db.execute(
-            "UPDATE ota_campaigns SET updated_s = updated_s WHERE id = ? RETURNING state, "
-            "released_waves, wave_released_s, wave_timeout_s, failure_threshold_pct, "
-            "accepted_failed, accepted_finished",
-            (campaign_id,),
-        ).fetchone()
+        row = self._lock_campaign(campaign_id)
         if row is None or row[0] != RUNNING:
             return
         _, released, released_s, timeout_s, threshold_pct, *accepted = row
@@ -465,6 +489,16 @@ class OtaStore:
             "reason = ?, updated_s = ? WHERE id = ?",
             (verdict.state, verdict.released_waves, release_s, verdict.reason, now, campaign_id),
         )
+
+    def _lock_campaign(self, campaign_id: int) -> tuple | None:
+        """Write-lock a campaign's row (every writer of its deployments takes this lock
+        first) and return its rule columns."""
+        return self.db.execute(
+            "UPDATE ota_campaigns SET updated_s = updated_s WHERE id = ? RETURNING state, "
+            "released_waves, wave_released_s, wave_timeout_s, failure_threshold_pct, "
+            "accepted_failed, accepted_finished",
+            (campaign_id,),
+        ).fetchone()
 
     def _set_state(
         self, deployment_id: int, state: str, progress_pct: float | None, detail: str, now: float
@@ -524,3 +558,30 @@ def _campaign(row: tuple) -> dict[str, Any]:
     campaign = dict(zip(CAMPAIGN_COLUMNS, row, strict=True))
     campaign["wave_pcts"] = json.loads(campaign["wave_pcts"])
     return campaign
+
+
+def _check_spec(spec: CampaignSpec) -> None:
+    """OtaError naming the first rollout parameter out of its range."""
+    if not 0 < len(spec.name.strip()) <= MAX_NAME_CHARS or "\x00" in spec.name:
+        raise OtaError(f"a campaign name is 1 to {MAX_NAME_CHARS} characters")
+    if not 0 < spec.canary_pct <= 100:
+        raise OtaError(f"canary_pct {spec.canary_pct:g} is not in (0, 100]")
+    if len(spec.wave_pcts) > MAX_WAVES:
+        raise OtaError(f"{len(spec.wave_pcts)} waves: at most {MAX_WAVES}")
+    bad = [p for p in spec.wave_pcts if not 0 < p <= 100]
+    if bad:
+        raise OtaError(f"wave percentage {bad[0]:g} is not in (0, 100]")
+    if not 0 <= spec.failure_threshold_pct <= 100:
+        raise OtaError(f"failure_threshold_pct {spec.failure_threshold_pct:g} is not in [0, 100]")
+    if not (math.isfinite(spec.wave_timeout_s) and 0 < spec.wave_timeout_s <= MAX_WAVE_TIMEOUT_S):
+        raise OtaError(
+            f"wave_timeout_s {spec.wave_timeout_s:g} is not in (0, {MAX_WAVE_TIMEOUT_S:g}]"
+        )
+
+
+def _same_version(reported: str, target: str) -> bool:
+    """Whether a device's reported version is the bundle's ("1.2" is "1.2.0")."""
+    try:
+        return parse_version(reported) == parse_version(target)
+    except ValueError:
+        return reported == target

@@ -91,7 +91,8 @@ export function updatesView(root, { org, navigate }, campaignId) {
           h("td", { class: "num" }, d.wave === 0 ? "canary" : String(d.wave)),
           h("td", {}, h("span", { class: `badge deployment-${d.state}` }, d.state), progress),
           h("td", { class: "message", "data-testid": "deployment-detail" }, d.detail || "—"),
-          h("td", {}, d.from_version ?? "—"),
+          h("td", {}, d.from_version || "—"),
+          h("td", { "data-testid": "deployment-version" }, d.version || "—"),
           h("td", { class: "num" }, fmtBytes(d.bytes_served)),
           h("td", { class: "nowrap" }, isNumber(d.updated_s) ? fmtTime(d.updated_s) : "—"),
         ),
@@ -100,7 +101,7 @@ export function updatesView(root, { org, navigate }, campaignId) {
     return h(
       "table",
       { class: "data", "data-testid": "deployment-table" },
-      h("thead", {}, h("tr", {}, ["Device", "Wave", "State", "Detail", "From", "Downloaded", "Updated"].map((c) => h("th", { scope: "col" }, c)))),
+      h("thead", {}, h("tr", {}, ["Device", "Wave", "State", "Detail", "From", "Running", "Downloaded", "Updated"].map((c) => h("th", { scope: "col" }, c)))),
       tbody,
     );
   }
