@@ -492,6 +492,39 @@ def _compile_function(
     return namespace[name]  # type: ignore[return-value]
 
 
+@dataclass(frozen=True)
+class BitField:
+    """A little-endian, unsigned, label-free signal as a shift and a mask: its physical value
+    is ``raw * scale + offset`` (``raw`` itself where ``identity``), as ``decode`` computes."""
+
+    name: str
+    shift: int
+    mask: int
+    scale: float
+    offset: float
+    identity: bool
+
+
+@dataclass(frozen=True)
+class ArrayLayout:
+    """A message's layout for decoding many frames at once (``comms.frame_arrays``):
+    the multiplexer, the alive counter and the signals of each multiplexer value."""
+
+    length: int
+    crc_seed: int  # the CRC register after the identifier (None-protected: see ``protected``)
+    protected: bool
+    mux: BitField | None
+    alive: BitField | None
+    frames: dict[int | None, tuple[BitField, ...]]
+
+
+def _bit_field(field: _Field) -> BitField | None:
+    if field.big_endian or field.sign or field.choices or field.kind == _OTHER:
+        return None
+    return BitField(field.name, field.shift, field.mask, field.scale, field.offset,
+                    field.kind == _IDENTITY)  # fmt: skip
+
+
 class FrameCodec:
     """Encoder and decoder of one DBC message."""
 
@@ -535,6 +568,29 @@ class FrameCodec:
             self._layout = None
         self._crc_seed = _crc_seed(self.frame_id)
         self._shared: tuple[bytes, Decoded] | None = None
+
+    def array_layout(self) -> ArrayLayout | None:
+        """The message as shifts and masks, for decoding arrays of frames exactly as
+        ``decode`` does; None where a signal is big-endian, signed, labelled or converted
+        otherwise than linearly (those frames go through ``decode``)."""
+        layout = self._layout
+        if layout is None:
+            return None
+        e2e = set(layout.e2e)
+        frames: dict[int | None, tuple[BitField, ...]] = {}
+        for key, fields in layout.frames.items():
+            bits = [_bit_field(field) for field in fields if field.name not in e2e]
+            if any(bit is None for bit in bits):
+                return None
+            frames[key] = tuple(bits)  # type: ignore[arg-type]
+        mux = _bit_field(layout.mux_field) if layout.mux_field is not None else None
+        alive = _bit_field(layout.alive_field) if layout.alive_field is not None else None
+        if (layout.mux_field is not None and mux is None) or (
+            layout.alive_field is not None and alive is None
+        ):
+            return None
+        return ArrayLayout(self.length, layout.crc_seed, self.crc_signal is not None, mux,
+                           alive, frames)  # fmt: skip
 
     @property
     def cycle_s(self) -> float:

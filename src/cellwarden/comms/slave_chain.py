@@ -16,8 +16,9 @@ from typing import Protocol
 
 import numpy as np
 
+from cellwarden.comms import frame_arrays
 from cellwarden.comms.can_bus import Frame, FramePort
-from cellwarden.comms.codec import FrameCodec, FrameError
+from cellwarden.comms.codec import BitField, FrameCodec, FrameError
 from cellwarden.comms.e2e import AliveCheck, AliveCounters, Verdict
 from cellwarden.comms.internal_protocol import (
     CELLS_PER_FRAME,
@@ -120,6 +121,7 @@ class SlaveChainMonitor:
         self.rejected_frames = 0
         self.frozen_frames = 0
         self._last: VoltageSample | None = None
+        self._voltage_frames = _VoltageFrames.of(self.slaves)
 
     # --- master → slaves ------------------------------------------------------------------
     def _send(self, now_s: float, codec: FrameCodec, values: dict) -> None:
@@ -157,8 +159,40 @@ class SlaveChainMonitor:
 
     # --- slaves → master ------------------------------------------------------------------
     def _receive(self) -> None:
+        frames = self.port.receive()
+        batch = self._voltage_frames
+        if batch is None:
+            self._receive_each(frames)
+            return
+        voltages, others = batch.split(frames)
+        self._receive_each(others)
+        if voltages:
+            self._receive_voltages(batch, voltages)
+
+    def _receive_voltages(self, batch: _VoltageFrames, frames: list[Frame]) -> None:
+        """The cycle's cell-voltage frames of every slave, decoded as arrays; the same checks,
+        counts and values, frame by frame in arrival order, as ``_receive_each``."""
+        decoded = batch.decode(frames)
+        accepted = []
+        for index, (frame, usable, alive, group, slave_index) in enumerate(
+            zip(frames, *decoded.per_frame(), strict=True)
+        ):
+            if not usable:
+                self.rejected_frames += 1
+                continue
+            slave = self.slaves[slave_index]
+            if slave.alive[frame.frame_id].judge(alive) is Verdict.REPEATED:
+                self.frozen_frames += 1
+                continue
+            slave.seen.add(("v", group))
+            accepted.append(index)
+        if accepted:
+            cells, values = decoded.cell_values(np.array(accepted))
+            self._voltage_v[cells] = values
+
+    def _receive_each(self, frames: list[Frame]) -> None:
         by_id = self._by_id
-        for frame in self.port.receive():
+        for frame in frames:
             entry = by_id.get(frame.frame_id)
             if entry is None:
                 continue
@@ -255,3 +289,112 @@ class SlaveChainMonitor:
 
     def lost_modules(self) -> int:
         return sum(slave.missed >= self.settings.timeout_cycles for slave in self.slaves)
+
+
+@dataclass(frozen=True)
+class _DecodedVoltages:
+    """One cycle's cell-voltage frames as arrays (see ``_VoltageFrames.decode``)."""
+
+    usable: np.ndarray  # a defined multiplexer value and a good CRC
+    alive: np.ndarray
+    group: np.ndarray  # multiplexer value: which three cells
+    slave: np.ndarray
+    word: np.ndarray
+    batch: _VoltageFrames
+
+    def per_frame(self) -> tuple[list, list, list, list]:
+        return (self.usable.tolist(), self.alive.tolist(), self.group.tolist(),
+                self.slave.tolist())  # fmt: skip
+
+    def cell_values(self, accepted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The string's cell indices and voltages the accepted frames carry; where two frames
+        carry one cell, the later one's (as storing frame by frame leaves it)."""
+        batch = self.batch
+        group = self.group[accepted]
+        slave = self.slave[accepted]
+        raws = frame_arrays.raw(self.word[accepted, None], batch.shift[group], batch.mask[group])
+        values = raws.astype(np.float64) * batch.scale[group] + batch.offset[group]
+        cell = batch.cell[group]  # within the slave
+        inside = cell < batch.slave_cells[slave, None]
+        index = (batch.slave_first[slave, None] + cell)[inside]
+        values = values[inside]
+        last = index.size - 1 - np.unique(index[::-1], return_index=True)[1]
+        return index[last], values[last]
+
+
+@dataclass(frozen=True)
+class _VoltageFrames:
+    """The cell-voltage frames of every slave: one layout, told apart by identifier."""
+
+    slave_of: dict[int, int]  # frame identifier -> slave index
+    seeds: np.ndarray  # CRC register per slave
+    mux: BitField
+    alive: BitField
+    shift: np.ndarray  # (group, cell of the frame)
+    mask: np.ndarray
+    scale: np.ndarray
+    offset: np.ndarray
+    cell: np.ndarray  # the slave's cell each value is
+    slave_first: np.ndarray
+    slave_cells: np.ndarray
+
+    @classmethod
+    def of(cls, slaves: list[_Slave]) -> _VoltageFrames | None:
+        """The batch decoder, or None when the slaves' voltage frames differ in layout."""
+        layouts = [slave.messages.voltages.array_layout() for slave in slaves]
+        first = layouts[0]
+        if first is None or first.length != 8 or first.mux is None or first.alive is None:
+            return None
+        if sorted(first.frames) != list(range(len(first.frames))):
+            return None
+
+        def shape(layout) -> tuple:
+            fields = [(f.shift, f.mask, f.scale, f.offset, f.identity)
+                      for key in sorted(layout.frames) for f in layout.frames[key]]  # fmt: skip
+            return layout.length, layout.protected, layout.mux.shift, layout.mux.mask, \
+                layout.alive.shift, layout.alive.mask, fields  # fmt: skip
+
+        if not first.protected or any(layout is None or shape(layout) != shape(first)
+                                      for layout in layouts):  # fmt: skip
+            return None
+        names = slaves[0].messages.cell_signals
+        groups = [[f for f in first.frames[key] if f.name != first.mux.name]
+                  for key in sorted(first.frames)]  # fmt: skip
+        if len({len(fields) for fields in groups}) != 1:
+            return None
+        return cls(
+            slave_of={s.messages.voltages.frame_id: i for i, s in enumerate(slaves)},
+            seeds=np.array([layout.crc_seed for layout in layouts], dtype=np.uint8),
+            mux=first.mux,
+            alive=first.alive,
+            shift=np.array([[f.shift for f in fields] for fields in groups], dtype=np.uint64),
+            mask=np.array([[f.mask for f in fields] for fields in groups], dtype=np.uint64),
+            scale=np.array([[1.0 if f.identity else f.scale for f in fields] for fields in groups]),
+            offset=np.array(
+                [[0.0 if f.identity else f.offset for f in fields] for fields in groups]
+            ),
+            cell=np.array([[names.index(f.name) for f in fields] for fields in groups]),
+            slave_first=np.array([s.first_cell for s in slaves]),
+            slave_cells=np.array([s.cells for s in slaves]),
+        )
+
+    def split(self, frames: list[Frame]) -> tuple[list[Frame], list[Frame]]:
+        """(the well-sized voltage frames, every other frame), each in arrival order."""
+        voltages, others = [], []
+        slave_of = self.slave_of
+        for frame in frames:
+            if frame.frame_id in slave_of and len(frame.data) == 8:
+                voltages.append(frame)
+            else:
+                others.append(frame)
+        return voltages, others
+
+    def decode(self, frames: list[Frame]) -> _DecodedVoltages:
+        payload = frame_arrays.payloads(frames, 8)
+        slave = np.fromiter((self.slave_of[f.frame_id] for f in frames), np.intp, len(frames))
+        word = frame_arrays.words(payload)
+        group = frame_arrays.raw(word, self.mux.shift, self.mux.mask).astype(np.intp)
+        usable = (group < self.shift.shape[0]) & frame_arrays.crc_holds(payload, self.seeds[slave])
+        alive = frame_arrays.raw(word, self.alive.shift, self.alive.mask).astype(np.intp)
+        return _DecodedVoltages(usable, alive, np.minimum(group, self.shift.shape[0] - 1), slave,
+                                word, self)  # fmt: skip
