@@ -42,6 +42,7 @@ DOWNLOAD_PATH = Path("ota") / "bundle.part"
 ROOT_PATH = Path("trust") / "root.json"
 REPORT_EVERY_PCT = 10.0
 TICK_S = 1.0  # the device runs ``tick`` this often
+FETCH_RETRY_S = 30.0  # after a failed fetch (server away, campaign paused) wait this long
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class OtaAgent:
         self._next_poll_s = 0.0
         self._idle_since_s: float | None = None
         self._trial_started_s = 0.0
+        self._fetch_after_s = 0.0
 
     # --- facts ------------------------------------------------------------------------------
     @property
@@ -179,6 +181,8 @@ class OtaAgent:
             self._report("downloading", 0.0, f"version {offer.version}, {offer.size} bytes")
 
     def _download(self, now_s: float) -> None:
+        if now_s < self._fetch_after_s:
+            return
         offer = Offer(**self.state["deployment"])
         path = self.directory / DOWNLOAD_PATH
         have = path.stat().st_size if path.exists() else 0  # resume where the file ends
@@ -189,6 +193,7 @@ class OtaAgent:
             try:
                 chunk = self.server.fetch(offer.url, have, length) if self.server else b""
             except UpdateServerError:
+                self._fetch_after_s = now_s + FETCH_RETRY_S
                 return
             if not chunk or len(chunk) > length:
                 return
