@@ -197,3 +197,26 @@ def test_slave_addresses_must_run_from_one_without_gaps_or_twins():
         data["system"]["strings"][0]["slave_layout"] = layout
         with pytest.raises((ConfigError, ValueError), match=message):
             Scenario.model_validate(data)
+
+
+def test_a_very_hot_sensor_reads_hot_not_as_an_ntc_fault():
+    """The temperature signal's range stops one step short of the two codes the value table
+    reserves (254 short circuit, 255 open circuit): a sensor hotter than the range reads the
+    range's top (86.5 °C, far above any cell limit), never an NTC fault that would hide it."""
+    from cellwarden.comms.internal_protocol import NTC_OPEN, NTC_SHORT, slave_messages
+
+    db = cantools.database.load_file(dbc_path("internal"))
+    m = slave_messages(0)
+    temps = np.array([25.0, 86.5, 86.8, 87.3, 95.0, 300.0])
+    clear = np.zeros(temps.size, dtype=bool)
+    (values,) = list(m.temperature_frames(temps, clear, clear))
+    data = m.temperatures.encode(values, alive=0)
+    decoded = m.temperatures.decode(data).values
+    readings = [decoded[m.sensor_signals[i]] for i in range(temps.size)]
+    assert readings == [25.0, 86.5, 86.5, 86.5, 86.5, 86.5]
+    assert NTC_OPEN not in readings and NTC_SHORT not in readings
+    reference = db.decode_message(m.temperatures.frame_id, data, decode_choices=True)
+    assert [reference[m.sensor_signals[i]] for i in range(temps.size)] == readings
+    for name in m.sensor_signals:  # every sensor of every slave: the range ends below 254
+        signal = db.get_message_by_frame_id(m.temperatures.frame_id).get_signal_by_name(name)
+        assert (signal.maximum - signal.offset) / signal.scale <= 253
