@@ -29,16 +29,18 @@ def reassemble(bundle: bytes, edit) -> bytes:
 def test_bundle_round_trip_carries_what_was_built():
     bundle = make_bundle("2.3.4", min_version="2.0")
     info = inspect_bundle(bundle)
-    assert (info.version, info.min_version, info.hardware) == ("2.3.4", "2.0", (HARDWARE,))
-    assert [f.path for f in info.files] == ["firmware.bin", "config.toml"]
-    assert info.files[0].size == len(firmware_image("2.3.4"))
+    manifest = info.manifest
+    assert (manifest.version, manifest.min_version, manifest.hardware) == (
+        "2.3.4", "2.0", (HARDWARE,))  # fmt: skip
+    assert [f.path for f in manifest.files] == ["firmware.bin", "config.toml"]
+    assert manifest.files[0].size == len(firmware_image("2.3.4"))
     assert info.size == len(bundle)
 
 
 def test_signature_covers_content_not_formatting():
     bundle = make_bundle()
     pretty = reassemble(bundle, lambda header: json.dumps(header, indent=3).encode())
-    assert inspect_bundle(pretty).version == "1.1.0"
+    assert inspect_bundle(pretty).manifest.version == "1.1.0"
 
     def change_version(header):
         header["manifest"]["signed"]["version"] = "9.9.9"

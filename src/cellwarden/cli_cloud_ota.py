@@ -62,8 +62,9 @@ def upload(
         raise fail(f"{bundle}: {error}") from None
     with _ota_store(db) as store:
         stored = store.ota.add_bundle(store.registry.org_id(org), data, info, OPERATOR)
-    console.print(f"bundle {stored['id']}: version {info.version} for {', '.join(info.hardware)}"
-                  f" ({info.architecture}), {info.size} bytes", highlight=False)  # fmt: skip
+    console.print(f"bundle {stored['id']}: version {info.manifest.version} for "
+                  f"{', '.join(info.manifest.hardware)} ({info.manifest.architecture}), "
+                  f"{info.size} bytes", highlight=False)  # fmt: skip
 
 
 @campaign_app.command("create")
@@ -84,12 +85,9 @@ def campaign_create(
         wave_pcts = tuple(float(part) for part in waves.split(",") if part.strip())
     except ValueError:
         raise fail(f"--waves {waves!r}: give percentages separated by commas") from None
-    if not 0 < canary_pct <= 100 or any(not 0 < p <= 100 for p in wave_pcts):
-        raise fail("percentages must be in (0, 100]")
     with _ota_store(db) as store:
         fleet_id, org_id = store.registry.fleet(fleet)
-        devices = [row[0] for row in store.db.query(
-            "SELECT device_id FROM packs WHERE fleet_id = ?", (fleet_id,))]  # fmt: skip
+        devices = store.ota.fleet_devices(org_id, fleet_id)
         found = store.ota.bundle(org_id, bundle)
         if found is None:
             raise LookupError(f"no bundle {bundle} in the fleet's organisation")

@@ -141,7 +141,7 @@ def build(
     except (BundleError, KeyFileError, ValueError) as error:
         raise fail(error) from None
     out.write_bytes(data)
-    console.print(f"bundle {info.version} ({info.size} bytes, sha256 {info.sha256[:16]}…) "
+    console.print(f"bundle {info.manifest.version} ({info.size} bytes, sha256 {info.sha256[:16]}…) "
                   f"written to {out}")  # fmt: skip
 
 
@@ -154,7 +154,7 @@ def inspect(bundle: Path) -> None:
         info = inspect_bundle(bundle.read_bytes())
     except (BundleError, OSError) as error:
         raise fail(f"{bundle}: {error}") from None
-    console.print_json(json.dumps(info.manifest["signed"]))
+    console.print_json(json.dumps(info.manifest.signed))
 
 
 @device_app.command("init")

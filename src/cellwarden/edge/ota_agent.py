@@ -220,14 +220,15 @@ class OtaAgent:
             self._retry_download(offer)
             return
         try:
+            trusted = self.trusted_root()
             verified = verify_bundle(
-                path, self.trusted_root(), self.identity, self.running_version,
-                self.confirmed_version, self.clock_epoch_s + now_s,
+                path, trusted, self.identity, self.running_version, self.confirmed_version,
+                self.clock_epoch_s + now_s,
             )  # fmt: skip
         except (BundleError, OSError) as error:
             self._finish(False, f"refused: {error}")
             return
-        if verified.root.version > self.trusted_root().version:
+        if verified.root.version > trusted.version:
             write_atomic(self.directory / ROOT_PATH,
                          json.dumps(verified.root.envelope).encode())  # fmt: skip
         self.on_step("verified")

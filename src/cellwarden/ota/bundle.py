@@ -25,7 +25,6 @@ from cellwarden.ota.manifest import (
     PAYLOAD_KINDS,
     SPEC_VERSION,
     Manifest,
-    PayloadFile,
     parse_manifest,
 )
 from cellwarden.ota.root import Root, parse_root, update_root
@@ -55,19 +54,12 @@ class BundleHeader:
 
 @dataclass(frozen=True)
 class BundleInfo:
-    """What the cloud stores about an uploaded bundle."""
+    """A bundle checked on its own terms: its manifest, and what the cloud stores beside it."""
 
-    version: str
-    min_version: str | None
-    hardware: tuple[str, ...]
-    architecture: str
-    created: str
-    expires: str
-    files: tuple[PayloadFile, ...]
+    manifest: Manifest
     size: int
     sha256: str
     signer_keyids: tuple[str, ...]
-    manifest: dict[str, Any]
 
 
 def build_bundle(
@@ -218,19 +210,8 @@ def inspect_bundle(data: bytes, now_s: float | None = None) -> BundleInfo:
     if manifest.expires_s <= now_s:
         raise BundleError(f"bundle expired at {manifest.signed['expires']}")
     check_payload(stream, header)
-    return BundleInfo(
-        version=manifest.version,
-        min_version=manifest.min_version,
-        hardware=manifest.hardware,
-        architecture=manifest.architecture,
-        created=manifest.signed["created"],
-        expires=manifest.signed["expires"],
-        files=manifest.files,
-        size=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
-        signer_keyids=tuple(sorted(signers)),
-        manifest=manifest.envelope,
-    )
+    return BundleInfo(manifest, len(data), hashlib.sha256(data).hexdigest(),
+                      tuple(sorted(signers)))  # fmt: skip
 
 
 def _chunks(stream: BinaryIO, size: int) -> Iterator[bytes]:

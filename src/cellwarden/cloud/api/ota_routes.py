@@ -75,9 +75,7 @@ def create_campaign(org_id: int, body: NewCampaign, store: StoreDep,
         raise HTTPException(422, "give either fleet_id or device_ids")
     device_ids = body.device_ids
     if body.fleet_id is not None:
-        device_ids = [row[0] for row in store.db.query(
-            "SELECT device_id FROM packs WHERE org_id = ? AND fleet_id = ?",
-            (org_id, body.fleet_id))]  # fmt: skip
+        device_ids = store.ota.fleet_devices(org_id, body.fleet_id)
         if not device_ids:
             raise HTTPException(422, f"fleet {body.fleet_id} has no packs in this organisation")
     spec = CampaignSpec(body.bundle_id, body.name, device_ids or [], body.canary_pct,

@@ -129,6 +129,7 @@ class OtaStore:
 
     # --- bundles ------------------------------------------------------------------------------
     def add_bundle(self, org_id: int, data: bytes, info: BundleInfo, user: str) -> dict[str, Any]:
+        manifest = info.manifest
         existing = self.db.query(
             "SELECT id FROM ota_bundles WHERE org_id = ? AND sha256 = ?", (org_id, info.sha256)
         )
@@ -141,12 +142,12 @@ class OtaStore:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     org_id,
-                    info.version,
-                    json.dumps(list(info.hardware)),
-                    info.architecture,
-                    info.min_version,
-                    info.expires,
-                    json.dumps(info.manifest),
+                    manifest.version,
+                    json.dumps(list(manifest.hardware)),
+                    manifest.architecture,
+                    manifest.min_version,
+                    manifest.signed["expires"],
+                    json.dumps(manifest.envelope),
                     info.size,
                     info.sha256,
                     data,
@@ -235,6 +236,13 @@ class OtaStore:
                 ],
             )
         return campaign_id
+
+    def fleet_devices(self, org_id: int, fleet_id: int) -> list[str]:
+        """The device ids of a fleet's packs in the organisation (a campaign's devices)."""
+        rows = self.db.query(
+            "SELECT device_id FROM packs WHERE org_id = ? AND fleet_id = ?", (org_id, fleet_id)
+        )
+        return [row[0] for row in rows]
 
     def campaigns(self, org_id: int) -> list[dict[str, Any]]:
         """The organisation's campaigns, newest first, with their waves' counts."""
