@@ -183,8 +183,9 @@ def device_init(
 @device_app.command("status")
 def device_status(directory: DirOption) -> None:
     """Slots, boot environment and the agent's state."""
+    from cellwarden.edge.flash_files import read_json
     from cellwarden.edge.ota_agent import STATE_PATH
-    from cellwarden.edge.ota_slots import SLOTS, SlotStore, read_json
+    from cellwarden.edge.ota_slots import SLOTS, SlotStore
 
     slots = SlotStore(directory)
     env = slots.env()

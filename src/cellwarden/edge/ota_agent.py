@@ -21,16 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from cellwarden.edge.cellular_link import CellularLink
+from cellwarden.edge.flash_files import read_json, write_atomic
 from cellwarden.edge.ota_client import DeploymentClosedError, Offer, UpdateServer, UpdateServerError
 from cellwarden.edge.ota_health import BmsProbe, check_health
-from cellwarden.edge.ota_slots import (
-    BootDecision,
-    BootEnv,
-    SlotStore,
-    file_sha256,
-    read_json,
-    write_atomic,
-)
+from cellwarden.edge.ota_slots import BootDecision, BootEnv, SlotStore, file_sha256
 from cellwarden.edge.ota_verify import DeviceIdentity, verify_bundle
 from cellwarden.ota.bundle import BundleError, file_chunks
 from cellwarden.ota.manifest import parse_version

@@ -8,9 +8,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cellwarden.edge.flash_files import read_json, write_atomic
 from cellwarden.edge.ota_agent import ROOT_PATH
 from cellwarden.edge.ota_firmware_config import parse_firmware_config
-from cellwarden.edge.ota_slots import BootEnv, SlotStore, read_json, write_atomic
+from cellwarden.edge.ota_slots import BootEnv, SlotStore
 from cellwarden.edge.ota_verify import DeviceIdentity
 from cellwarden.ota.manifest import PAYLOAD_KINDS, parse_version
 from cellwarden.ota.root import parse_root

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
-import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any
 
 import cbor2
 
+from cellwarden.edge.flash_files import write_atomic
 from cellwarden.telemetry.schema import PRIORITY, Kind, Priority
 
 SEQ_BLOCK = 4096  # sequence numbers reserved ahead in the side file
@@ -134,12 +134,7 @@ class StoreAndForward:
     def _reserve_seqs(self, upto: int) -> None:
         """Record in the side file that sequence numbers below ``limit`` may be in use."""
         limit = upto + SEQ_BLOCK
-        temporary = self.directory / (SEQ_FILE + ".tmp")
-        with open(temporary, "w") as handle:
-            handle.write(str(limit))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, self.directory / SEQ_FILE)
+        write_atomic(self.directory / SEQ_FILE, str(limit).encode())
         self._seq_limit = limit
 
     def _meta(self, key: str, default: float) -> float:
