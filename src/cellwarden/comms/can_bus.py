@@ -6,7 +6,10 @@ their timestamp, so a log of a simulated run is in simulated seconds.
 
 A simulated bus of a ``CanNetwork`` is a ``VirtualBus`` that hands every receiver the one
 message sent (python-can's copies it for each; nobody modifies a message once sent) through a
-``queue.SimpleQueue``, which a port drains in one go.
+``queue.SimpleQueue``, which a port drains in one go. A sender with many frames of one instant
+(a string's slave reports) may send them as one ``FrameBlock``: the same frames, logged line
+by line, but carried between the ports of a simulated network as arrays; a real interface, or
+any other receiver, gets them frame by frame.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 import can
+import numpy as np
 from can.interfaces.virtual import VirtualBus, channels_lock
 
 CLOCK_EPS_S = 1e-9  # cycle comparisons on a clock that counts in float steps
@@ -37,6 +41,33 @@ class Frame:
     frame_id: int
     data: bytes
     extended: bool = False
+
+
+@dataclass(frozen=True)
+class FrameBlock:
+    """Frames one sender sends at one instant, in order, as arrays: their identifiers and
+    their ``(n, length)`` payloads (uint8)."""
+
+    time_s: float
+    frame_ids: np.ndarray
+    payload: np.ndarray
+    extended: bool = False
+
+    def __len__(self) -> int:
+        return int(self.frame_ids.size)
+
+    def frames(self, rows: np.ndarray | None = None) -> list[Frame]:
+        """The block's frames (those of ``rows`` only, when given), in order."""
+        ids, payload = self.frame_ids, self.payload
+        if rows is not None:
+            ids, payload = ids[rows], payload[rows]
+        length = payload.shape[1]
+        joined = payload.tobytes()
+        time_s, extended = self.time_s, self.extended
+        return [
+            Frame(time_s, frame_id, joined[start : start + length], extended)
+            for frame_id, start in zip(ids.tolist(), range(0, len(joined), length), strict=True)
+        ]
 
 
 class FramePort(Protocol):
@@ -69,6 +100,18 @@ class CanLog:
         ident = f"{frame.frame_id:08X}" if frame.extended else f"{frame.frame_id:03X}"
         self._file.write(f"({frame.time_s:.6f}) {channel} {ident}#{frame.data.hex().upper()}\n")
 
+    def write_block(self, channel: str, block: FrameBlock) -> None:
+        """A block's frames, line by line as ``write`` writes them."""
+        prefix = f"({block.time_s:.6f}) {channel} "
+        digits = 8 if block.extended else 3
+        width = 2 * block.payload.shape[1]
+        data = block.payload.tobytes().hex().upper()
+        self._file.write("".join([
+            f"{prefix}{frame_id:0{digits}X}#{data[start : start + width]}\n"
+            for frame_id, start in zip(block.frame_ids.tolist(), range(0, len(data), width),
+                                       strict=True)
+        ]))  # fmt: skip
+
     def close(self) -> None:
         self._file.close()
 
@@ -78,6 +121,10 @@ class _FrameMessage(can.Message):
     receiver on a simulated bus need not build the same frame again."""
 
     __slots__ = ("frame",)
+
+
+class _BlockInbox(queue.SimpleQueue):
+    """The receive queue of a ``_SharedVirtualBus``: it takes ``FrameBlock``s as they are."""
 
 
 class _SharedVirtualBus(VirtualBus):
@@ -92,7 +139,7 @@ class _SharedVirtualBus(VirtualBus):
 
     def __init__(self, channel: Any = "channel-0", **kwargs: Any) -> None:
         super().__init__(channel=channel, **kwargs)
-        inbox: queue.SimpleQueue[can.Message] = queue.SimpleQueue()
+        inbox: queue.SimpleQueue[can.Message] = _BlockInbox()
         with channels_lock:
             position = next(i for i, q in enumerate(self.channel) if q is self.queue)
             self.channel[position] = inbox
@@ -112,15 +159,38 @@ class _SharedVirtualBus(VirtualBus):
             if inbox is not own:
                 inbox.put(msg)
 
-    def drain(self) -> list[can.Message]:
-        """Every message waiting, oldest first (those the bus's filters pass)."""
+    def send_block(self, block: FrameBlock) -> None:
+        """The block to every ``_SharedVirtualBus`` on the channel, its frames to any other."""
+        if self.receive_own_messages or not self.preserve_timestamps:
+            for frame in block.frames():
+                self.send(_message_of(frame))
+            return
+        self._check_if_open()
+        own = self.queue
+        for inbox in self.channel:
+            if inbox is own:
+                continue
+            if isinstance(inbox, _BlockInbox):
+                inbox.put(block)
+                continue
+            for frame in block.frames():
+                inbox.put(_message_of(frame, self.channel_id))
+
+    def drain(self) -> list[can.Message | FrameBlock]:
+        """Every message and block waiting, oldest first (those the bus's filters pass; a
+        block meets the filters as its frames)."""
         inbox: queue.SimpleQueue[can.Message] = self.queue  # type: ignore[assignment]
         self._check_if_open()
         get = inbox.get_nowait
-        messages = [get() for _ in range(inbox.qsize())]
-        if self._filters is not None:
-            messages = [m for m in messages if self._matches_filters(m)]
-        return messages
+        items = [get() for _ in range(inbox.qsize())]
+        if self._filters is None:
+            return items
+        passed: list[can.Message | FrameBlock] = []
+        for item in items:
+            messages = [item] if isinstance(item, can.Message) else [
+                _message_of(frame, self.channel_id) for frame in item.frames()]  # fmt: skip
+            passed += [m for m in messages if self._matches_filters(m)]
+        return passed
 
 
 class CanPort:
@@ -135,31 +205,60 @@ class CanPort:
         self._shared = isinstance(bus, _SharedVirtualBus)
 
     def send(self, frame: Frame) -> None:
-        message = _FrameMessage(
-            timestamp=frame.time_s,
-            arbitration_id=frame.frame_id,
-            is_extended_id=frame.extended,
-            data=frame.data,
-        )
-        # the frame itself travels along when a receiver would rebuild an equal one
-        message.frame = frame if type(frame.data) is bytes else None
-        self.bus.send(message)
+        self.bus.send(_message_of(frame))
         self.sent += 1
         if self.log is not None:
             self.log.write(self.name, frame)
 
-    def receive(self) -> list[Frame]:
+    def send_block(self, block: FrameBlock) -> None:
+        """The block's frames, in order: as one block on a simulated network's bus."""
         if self._shared:
-            frames = [_frame_of(message) for message in self.bus.drain()]  # type: ignore[attr-defined]
+            self.bus.send_block(block)  # type: ignore[attr-defined]
+            self.sent += len(block)
+            if self.log is not None:
+                self.log.write_block(self.name, block)
+            return
+        for frame in block.frames():
+            self.send(frame)
+
+    def receive_batch(self) -> list[Frame | FrameBlock]:
+        """Every frame and block that arrived since the last call, oldest first."""
+        if self._shared:
+            items = [item if isinstance(item, FrameBlock) else _frame_of(item)
+                     for item in self.bus.drain()]  # type: ignore[attr-defined] # fmt: skip
         else:
-            frames = []
+            items = []
             while (message := self.bus.recv(timeout=0.0)) is not None:
-                frames.append(_frame_of(message))
-        self.received += len(frames)
+                items.append(_frame_of(message))
+        self.received += sum(len(item) if isinstance(item, FrameBlock) else 1 for item in items)
+        return items
+
+    def receive(self) -> list[Frame]:
+        frames: list[Frame] = []
+        for item in self.receive_batch():
+            if isinstance(item, FrameBlock):
+                frames += item.frames()
+            else:
+                frames.append(item)
         return frames
 
     def close(self) -> None:
         self.bus.shutdown()
+
+
+def _message_of(frame: Frame, channel: Any = None) -> _FrameMessage:
+    """The python-can message of ``frame``, carrying the frame itself along when a receiver
+    would rebuild an equal one."""
+    message = _FrameMessage(
+        timestamp=frame.time_s,
+        arbitration_id=frame.frame_id,
+        is_extended_id=frame.extended,
+        data=frame.data,
+        channel=channel,
+        is_rx=channel is not None,
+    )
+    message.frame = frame if type(frame.data) is bytes else None
+    return message
 
 
 def _frame_of(message: can.Message) -> Frame:

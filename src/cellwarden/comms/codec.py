@@ -25,6 +25,7 @@ from cantools.database.conversion import (
     BaseConversion,
     IdentityConversion,
     LinearConversion,
+    LinearIntegerConversion,
 )
 
 from cellwarden.comms.dbc import load_dbc
@@ -518,6 +519,52 @@ class ArrayLayout:
     frames: dict[int | None, tuple[BitField, ...]]
 
 
+@dataclass(frozen=True)
+class EncodeField:
+    """A signal as ``encode`` packs a number into it: NaN as 0, saturated to ``low..high``,
+    ``round((value - offset) / scale)`` (``round(value)`` where ``identity``), or a value-table
+    label's raw value; shifted into place."""
+
+    name: str
+    shift: int
+    mask: int
+    scale: float
+    offset: float
+    identity: bool
+    low: float
+    high: float
+    labels: tuple[tuple[str, int], ...]  # (value-table label, its raw value)
+
+
+@dataclass(frozen=True)
+class ArrayEncoding:
+    """One frame layout (one multiplexer value) for encoding many frames at once
+    (``comms.frame_arrays.encode``), exactly as ``encode`` does: the word of a frame with no
+    signal set (each signal at its physical zero, the multiplexer at its value), the signals,
+    and the alive counter's bits in place for each count."""
+
+    length: int
+    base_word: int
+    fields: tuple[EncodeField, ...]
+    alive_bits: tuple[int, ...]  # counter -> its bits in place; () when unprotected
+    alive_clear: int
+    protected: bool
+    crc_seed: int  # the CRC register after the identifier
+
+    def geometry(self) -> tuple:
+        """Everything but the signal names, the base word and the identifier: equal for
+        frames that differ only in those."""
+        fields = tuple((f.shift, f.mask, f.scale, f.offset, f.identity, f.low, f.high,
+                        f.labels) for f in self.fields)  # fmt: skip
+        return self.length, fields, self.alive_bits, self.alive_clear, self.protected
+
+
+def _integer_linear(field: _Field) -> bool:
+    """Whether ``field`` converts by cantools' integer scale and offset, which gives
+    ``round((value - offset) / scale)`` as a linear conversion does."""
+    return isinstance(getattr(field.to_raw, "__self__", None), LinearIntegerConversion)
+
+
 def _bit_field(field: _Field) -> BitField | None:
     if field.big_endian or field.sign or field.choices or field.kind == _OTHER:
         return None
@@ -591,6 +638,37 @@ class FrameCodec:
             return None
         return ArrayLayout(self.length, layout.crc_seed, self.crc_signal is not None, mux,
                            alive, frames)  # fmt: skip
+
+    def array_encoding(self, key: int | None = None) -> ArrayEncoding | None:
+        """The frame layout of multiplexer value ``key`` for encoding arrays of frames exactly
+        as ``encode`` does; None where a signal is not a plain little-endian unsigned number
+        whose DBC range fits its bits, or where one has no physical zero (those frames go
+        through ``encode``)."""
+        layout = self._layout
+        if layout is None or layout.big_endian or key not in layout.frames:
+            return None
+        entries, base_word, _, required = layout.plans[key]
+        if required or (layout.alive and layout.alive_big):
+            return None
+        fields = []
+        for field in layout.frames[key]:
+            if field.name in layout.e2e:
+                continue
+            common = entries[field.name][7]
+            if not common or (field.kind == _OTHER and not _integer_linear(field)):
+                return None
+            if common == 2:  # the multiplexer: its value is the layout's
+                raw = field.raw(key, key, layout.mux_labels)
+                base_word = (base_word & ~(field.mask << field.shift)) | (raw << field.shift)
+                continue
+            fields.append(EncodeField(field.name, field.shift, field.mask, field.scale,
+                                      field.offset, field.kind == _IDENTITY, field.low,
+                                      field.high, tuple(sorted((field.labels or {}).items()))))  # type: ignore[arg-type] # fmt: skip
+        alive = layout.alive
+        alive_bits = tuple(alive[count] for count in range(ALIVE_MODULO)) if alive else ()
+        return ArrayEncoding(self.length, base_word, tuple(fields), alive_bits,
+                             layout.alive_clear, self.crc_signal is not None,
+                             self._crc_seed)  # fmt: skip
 
     @property
     def cycle_s(self) -> float:

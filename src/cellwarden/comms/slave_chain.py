@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from cellwarden.comms import frame_arrays
-from cellwarden.comms.can_bus import Frame, FramePort
+from cellwarden.comms.can_bus import Frame, FrameBlock, FramePort
 from cellwarden.comms.codec import BitField, FrameCodec, FrameError
 from cellwarden.comms.e2e import AliveCheck, AliveCounters, Verdict
 from cellwarden.comms.internal_protocol import (
@@ -35,6 +35,7 @@ from cellwarden.hardware.interfaces import TemperatureSample, VoltageSample
 from cellwarden.model.bms import InternalBusSettings
 
 CONFIG_PERIOD_S = 5.0
+STANDARD_IDS = 1 << 11
 
 
 class HvMeasurement(Protocol):
@@ -159,36 +160,41 @@ class SlaveChainMonitor:
 
     # --- slaves → master ------------------------------------------------------------------
     def _receive(self) -> None:
-        frames = self.port.receive()
+        receive_batch = getattr(self.port, "receive_batch", None)
+        items = receive_batch() if receive_batch is not None else self.port.receive()
         batch = self._voltage_frames
         if batch is None:
+            frames = []
+            for item in items:
+                frames += item.frames() if isinstance(item, FrameBlock) else [item]
             self._receive_each(frames)
             return
-        voltages, others = batch.split(frames)
+        voltages, others = batch.split(items)
         self._receive_each(others)
-        if voltages:
-            self._receive_voltages(batch, voltages)
+        if voltages is not None:
+            self._receive_voltages(batch, *voltages)
 
-    def _receive_voltages(self, batch: _VoltageFrames, frames: list[Frame]) -> None:
+    def _receive_voltages(self, batch: _VoltageFrames, payload: np.ndarray, slave: np.ndarray):
         """The cycle's cell-voltage frames of every slave, decoded as arrays; the same checks,
-        counts and values, frame by frame in arrival order, as ``_receive_each``."""
-        decoded = batch.decode(frames)
-        accepted = []
-        for index, (frame, usable, alive, group, slave_index) in enumerate(
-            zip(frames, *decoded.per_frame(), strict=True)
+        counts and values, as ``_receive_each`` makes frame by frame in arrival order."""
+        decoded = batch.decode(payload, slave)
+        usable = np.flatnonzero(decoded.usable)
+        self.rejected_frames += slave.size - usable.size
+        repeated = _judge_alive(
+            [self.slaves[index].alive[frame_id] for index, frame_id in enumerate(batch.frame_ids)],
+            slave[usable], decoded.alive[usable],
+        )  # fmt: skip
+        self.frozen_frames += int(np.count_nonzero(repeated))
+        accepted = usable[~repeated]
+        if not accepted.size:
+            return
+        slaves = self.slaves
+        for index, group in set(
+            zip(slave[accepted].tolist(), decoded.group[accepted].tolist(), strict=True)
         ):
-            if not usable:
-                self.rejected_frames += 1
-                continue
-            slave = self.slaves[slave_index]
-            if slave.alive[frame.frame_id].judge(alive) is Verdict.REPEATED:
-                self.frozen_frames += 1
-                continue
-            slave.seen.add(("v", group))
-            accepted.append(index)
-        if accepted:
-            cells, values = decoded.cell_values(np.array(accepted))
-            self._voltage_v[cells] = values
+            slaves[index].seen.add(("v", group))
+        cells, values = decoded.cell_values(accepted)
+        self._voltage_v[cells] = values
 
     def _receive_each(self, frames: list[Frame]) -> None:
         by_id = self._by_id
@@ -302,10 +308,6 @@ class _DecodedVoltages:
     word: np.ndarray
     batch: _VoltageFrames
 
-    def per_frame(self) -> tuple[list, list, list, list]:
-        return (self.usable.tolist(), self.alive.tolist(), self.group.tolist(),
-                self.slave.tolist())  # fmt: skip
-
     def cell_values(self, accepted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The string's cell indices and voltages the accepted frames carry; where two frames
         carry one cell, the later one's (as storing frame by frame leaves it)."""
@@ -327,6 +329,7 @@ class _VoltageFrames:
     """The cell-voltage frames of every slave: one layout, told apart by identifier."""
 
     slave_of: dict[int, int]  # frame identifier -> slave index
+    slave_of_standard_id: np.ndarray  # the same for every 11-bit identifier (-1: none)
     seeds: np.ndarray  # CRC register per slave
     mux: BitField
     alive: BitField
@@ -362,8 +365,14 @@ class _VoltageFrames:
                   for key in sorted(first.frames)]  # fmt: skip
         if len({len(fields) for fields in groups}) != 1:
             return None
+        slave_of = {s.messages.voltages.frame_id: i for i, s in enumerate(slaves)}
+        if any(slave.messages.voltages.extended for slave in slaves):
+            return None
+        slave_of_standard_id = np.full(STANDARD_IDS, -1)
+        slave_of_standard_id[list(slave_of)] = list(slave_of.values())
         return cls(
-            slave_of={s.messages.voltages.frame_id: i for i, s in enumerate(slaves)},
+            slave_of=slave_of,
+            slave_of_standard_id=slave_of_standard_id,
             seeds=np.array([layout.crc_seed for layout in layouts], dtype=np.uint8),
             mux=first.mux,
             alive=first.alive,
@@ -378,23 +387,61 @@ class _VoltageFrames:
             slave_cells=np.array([s.cells for s in slaves]),
         )
 
-    def split(self, frames: list[Frame]) -> tuple[list[Frame], list[Frame]]:
-        """(the well-sized voltage frames, every other frame), each in arrival order."""
-        voltages, others = [], []
-        slave_of = self.slave_of
-        for frame in frames:
-            if frame.frame_id in slave_of and len(frame.data) == 8:
-                voltages.append(frame)
-            else:
-                others.append(frame)
-        return voltages, others
+    @property
+    def frame_ids(self) -> list[int]:
+        """The slaves' voltage frame identifiers, in chain order."""
+        return list(self.slave_of)
 
-    def decode(self, frames: list[Frame]) -> _DecodedVoltages:
-        payload = frame_arrays.payloads(frames, 8)
-        slave = np.fromiter((self.slave_of[f.frame_id] for f in frames), np.intp, len(frames))
+    def split(
+        self, items: list[Frame | FrameBlock]
+    ) -> tuple[tuple[np.ndarray, np.ndarray] | None, list[Frame]]:
+        """(the well-sized voltage frames as payloads and senders, every other frame), each
+        in arrival order."""
+        payloads, senders, others = [], [], []
+        slave_of = self.slave_of
+        for item in items:
+            if isinstance(item, FrameBlock):
+                slave = (np.full(len(item), -1) if item.extended or item.payload.shape[1] != 8
+                         else self.slave_of_standard_id[item.frame_ids])  # fmt: skip
+                ours = slave >= 0
+                if ours.any():
+                    payloads.append(item.payload[ours])
+                    senders.append(slave[ours])
+                if not ours.all():
+                    others += item.frames(np.flatnonzero(~ours))
+            elif item.frame_id in slave_of and len(item.data) == 8 and not item.extended:
+                payloads.append(frame_arrays.payloads([item], 8))
+                senders.append(np.array([slave_of[item.frame_id]]))
+            else:
+                others.append(item)
+        if not payloads:
+            return None, others
+        return (np.concatenate(payloads), np.concatenate(senders)), others
+
+    def decode(self, payload: np.ndarray, slave: np.ndarray) -> _DecodedVoltages:
         word = frame_arrays.words(payload)
         group = frame_arrays.raw(word, self.mux.shift, self.mux.mask).astype(np.intp)
         usable = (group < self.shift.shape[0]) & frame_arrays.crc_holds(payload, self.seeds[slave])
         alive = frame_arrays.raw(word, self.alive.shift, self.alive.mask).astype(np.intp)
         return _DecodedVoltages(usable, alive, np.minimum(group, self.shift.shape[0] - 1), slave,
                                 word, self)  # fmt: skip
+
+
+def _judge_alive(checks: list[AliveCheck], sender: np.ndarray, alive: np.ndarray) -> np.ndarray:
+    """Whether each frame repeats its sender's alive counter (``AliveCheck.judge`` frame by
+    frame in order: each compared with the sender's previous frame); the checks move on."""
+    order = np.argsort(sender, kind="stable")
+    by_sender, counters = sender[order], alive[order]
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = by_sender[1:] != by_sender[:-1]
+    previous = np.empty_like(counters)
+    previous[1:] = counters[:-1]
+    previous[first] = [-1 if (last := checks[index].last) is None else last
+                       for index in by_sender[first].tolist()]  # fmt: skip
+    repeated = np.empty(order.size, dtype=bool)
+    repeated[order] = counters == previous
+    final = np.ones(order.size, dtype=bool)
+    final[:-1] = by_sender[:-1] != by_sender[1:]
+    for index, counter in zip(by_sender[final].tolist(), counters[final].tolist(), strict=True):
+        checks[index].last = counter
+    return repeated

@@ -1,6 +1,9 @@
 """The firmware of one slave module: it measures when the master triggers, reports over the
 internal bus, and switches its bleed resistors as commanded, within its thermal limits.
 
+Its reports go on the wire through ``comms.slave_reports``, which encodes every slave's of a
+string at once (the chain collects them with ``take_reports``).
+
 Balancing stops by itself when the master's commands stop arriving (the configured timeout)
 or when the board runs hotter than the configured maximum.
 """
@@ -11,9 +14,8 @@ from typing import Protocol
 
 import numpy as np
 
-from cellwarden.comms.can_bus import Frame, FramePort
+from cellwarden.comms.can_bus import Frame
 from cellwarden.comms.codec import FrameError
-from cellwarden.comms.e2e import AliveCounters
 from cellwarden.comms.internal_protocol import (
     SlaveState,
     bits_to_mask,
@@ -21,11 +23,20 @@ from cellwarden.comms.internal_protocol import (
     slave_messages,
     trigger_codec,
 )
+from cellwarden.comms.slave_reports import SlaveReport
 from cellwarden.hardware.interfaces import CellMonitor
 
 DEFAULT_BALANCING_TIMEOUT_S = 3.0
 DEFAULT_MAX_BOARD_TEMP_C = 80.0
 DUTY_STEPS = 15  # the status frame reports the bleed duty in fifteenths
+
+
+class FrameInbox(Protocol):
+    """Where a slave's firmware finds the frames that reached it."""
+
+    def receive(self) -> list[Frame]:
+        """Every frame that arrived since the last call, oldest first."""
+        ...
 
 
 class SlaveFrontEnd(CellMonitor, Protocol):
@@ -37,13 +48,12 @@ class SlaveFrontEnd(CellMonitor, Protocol):
 class SlaveNode:
     """One slave at chain position ``index`` (its address), over its own front end."""
 
-    def __init__(self, index: int, front_end: SlaveFrontEnd, port: FramePort) -> None:
+    def __init__(self, index: int, front_end: SlaveFrontEnd, inbox: FrameInbox) -> None:
         self.index = index
         self.front_end = front_end
-        self.port = port
+        self.inbox = inbox
         self.messages = slave_messages(index)
         self._trigger = trigger_codec()
-        self._alive = AliveCounters()
         self.cells = front_end.cell_count
         self.balancing_timeout_s = DEFAULT_BALANCING_TIMEOUT_S
         self.max_board_temp_c = DEFAULT_MAX_BOARD_TEMP_C
@@ -53,21 +63,18 @@ class SlaveNode:
         self._command_s = -np.inf
         self._open_wire = np.zeros(self.cells, dtype=bool)
         self.rejected_frames = 0
+        self._reports: list[SlaveReport] = []
         m = self.messages
         self._codecs = {  # the frames addressed to this slave (others pass by)
             self._trigger.frame_id: self._trigger,
             m.balancing.frame_id: m.balancing,
             m.config.frame_id: m.config,
         }
-        self._status_names = tuple(
-            m.signal("ST", name)
-            for name in ("State", "OpenWire", "Balancing", "BoardTemp", "BalancingDuty")
-        )
 
     def tick(self, now_s: float) -> None:
         """Handle every frame that arrived, then keep the bleeders within their limits."""
         codecs = self._codecs
-        for frame in self.port.receive():
+        for frame in self.inbox.receive():
             if frame.frame_id in codecs:
                 self._handle(now_s, frame)
         self._apply_balancing(now_s)
@@ -105,21 +112,17 @@ class SlaveNode:
         self._applied = self._mask if on else np.zeros(self.cells, dtype=bool)
         self.front_end.set_balancing(self._applied)
 
-    def _send(self, now_s: float, codec, values) -> None:
-        data = codec.encode(values, alive=self._alive.next(codec.frame_id))
-        self.port.send(Frame(now_s, codec.frame_id, data, codec.extended))
+    def take_reports(self) -> list[SlaveReport]:
+        """The reports made since the last call (one per trigger), to go on the wire."""
+        reports, self._reports = self._reports, []
+        return reports
 
     def _report(self, now_s: float, open_wire_test: bool) -> None:
-        m = self.messages
         fe = self.front_end
         voltages = fe.sample_voltages(now_s)
         temps = fe.sample_temperatures(now_s)
         if open_wire_test:
             self._open_wire = fe.open_wire_check(now_s)
-        for values in m.voltage_frames(voltages.cell_voltage_v):
-            self._send(now_s, m.voltages, values)
-        for values in m.temperature_frames(temps.temp_c, temps.open_circuit, temps.short_circuit):
-            self._send(now_s, m.temperatures, values)
         balancing = self._applied
         balancing_bits = mask_to_bits(balancing)
         open_bits = mask_to_bits(self._open_wire)
@@ -129,18 +132,10 @@ class SlaveNode:
         state = SlaveState.BALANCING if bleeding else SlaveState.NORMAL
         if opened or temps.open_circuit.any() or temps.short_circuit.any():
             state = SlaveState.FAULT
-        state_name, open_wire, bleeders, board_temp, bleed_duty = self._status_names
-        self._send(
-            now_s,
-            m.status,
-            {
-                state_name: int(state),
-                open_wire: open_bits,
-                bleeders: balancing_bits,
-                board_temp: fe.board_temp_c,
-                bleed_duty: duty,
-            },
-        )
+        self._reports.append(SlaveReport(
+            voltages.cell_voltage_v, temps.temp_c, temps.open_circuit, temps.short_circuit,
+            state, open_bits, balancing_bits, float(fe.board_temp_c), duty,
+        ))  # fmt: skip
 
 
 def _exact(mask: np.ndarray) -> bool:

@@ -3,16 +3,19 @@ frames both ways and applies the plant's chain and slave faults (a break, frame 
 corruption, latency, a silent or frozen slave).
 
 On the master's side it is one node of the python-can bus; the slaves hang off it in chain
-order, each with its own firmware and front end.
+order, each with its own firmware and front end. Their reports of a cycle go on the bus as one
+block of frames (``comms.slave_reports``) when no fault acts on the chain, frame by frame
+through the faults otherwise.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from cellwarden.comms.can_bus import Frame, FramePort
+from cellwarden.comms.can_bus import Frame, FrameBlock, FramePort
 from cellwarden.comms.internal_protocol import internal_codec
 from cellwarden.comms.slave_node import SlaveNode
+from cellwarden.comms.slave_reports import StringReportEncoder
 from cellwarden.model.faults import ChainFault, SlaveFault
 from cellwarden.plant.system_plant import SystemPlant
 
@@ -20,14 +23,10 @@ FROZEN_ALIVE = 0  # the counter a frozen slave repeats
 
 
 class SlaveTap:
-    """A slave's connection to the chain (a ``FramePort``)."""
+    """A slave's connection to the chain: the frames that reached it."""
 
     def __init__(self) -> None:
         self.inbox: list[Frame] = []
-        self.outbox: list[Frame] = []
-
-    def send(self, frame: Frame) -> None:
-        self.outbox.append(frame)
 
     def receive(self) -> list[Frame]:
         frames, self.inbox = self.inbox, []
@@ -52,6 +51,9 @@ class DaisyChain:
         self.nodes = nodes
         self.taps = taps
         self._rng = rng
+        self._reports = StringReportEncoder(
+            [node.cells for node in nodes], [node.front_end.sensor_cells.size for node in nodes]
+        )
         self._down: list[tuple[float, int, Frame]] = []  # (due, slave, frame)
         self._up: list[tuple[float, Frame]] = []  # (due, frame)
 
@@ -91,33 +93,53 @@ class DaisyChain:
                 taps[index].inbox.clear()
                 continue
             node.tick(now_s)
-        direct = not latency_s and not self._up
-        send = self.port.send
-        for index, tap in enumerate(taps):
-            frames, tap.outbox = tap.outbox, []
-            if not frames:
+        reports = [node.take_reports() for node in nodes]
+        for round_ in range(max(len(made) for made in reports)):
+            block = self._reports.encode(
+                now_s, [made[round_] if round_ < len(made) else None for made in reports]
+            )
+            if block is None:
                 continue
-            mode = slave_modes.get(index) if slave_modes else None
-            if index >= reachable or mode == "silent":
-                continue
-            for frame in frames:
-                if loss and self._lost(loss, index):
-                    continue
-                if mode == "frozen":
-                    frame = _with_alive(frame, FROZEN_ALIVE)
-                if corruption:
-                    frame = self._corrupted(corruption, index, frame)
-                if direct:  # due now: sent at once, in the order the general path keeps
-                    due_s = now_s + latency_s
-                    if frame.time_s != due_s:
-                        frame = Frame(due_s, frame.frame_id, frame.data, frame.extended)
-                    send(frame)
-                else:
-                    self._up.append((now_s + latency_s, frame))
+            send_block = getattr(self.port, "send_block", None)
+            if send_block is not None and not (
+                latency_s or self._up or loss or corruption or reachable < len(nodes) or slave_modes
+            ):
+                send_block(block)  # the common case: every frame arrives, now, as sent
+            else:
+                self._carry(now_s, block, reachable, latency_s, slave_modes, loss, corruption)
         if self._up:
             arrived_up, self._up = _split_due(now_s, self._up)
             for due_s, frame in arrived_up:
-                send(Frame(due_s, frame.frame_id, frame.data, frame.extended))
+                self.port.send(Frame(due_s, frame.frame_id, frame.data, frame.extended))
+
+    def _carry(
+        self,
+        now_s: float,
+        block: FrameBlock,
+        reachable: int,
+        latency_s: float,
+        slave_modes: dict[int, str],
+        loss: list[ChainFault],
+        corruption: list[ChainFault],
+    ) -> None:
+        """The slaves' frames up the chain one by one, through its faults."""
+        direct = not latency_s and not self._up
+        slave_of_id = self._reports.slave_of_id
+        for frame in block.frames():
+            index = slave_of_id[frame.frame_id]
+            mode = slave_modes.get(index)
+            if index >= reachable or mode == "silent":
+                continue
+            if loss and self._lost(loss, index):
+                continue
+            if mode == "frozen":
+                frame = _with_alive(frame, FROZEN_ALIVE)
+            if corruption:
+                frame = self._corrupted(corruption, index, frame)
+            if direct:  # due now: sent at once, in the order the general path keeps
+                self.port.send(frame)
+            else:
+                self._up.append((now_s + latency_s, frame))
 
     def _applies(self, fault: ChainFault, index: int) -> bool:
         return (fault.slave is None or fault.slave == index) and (

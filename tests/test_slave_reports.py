@@ -1,0 +1,137 @@
+"""A string's slave reports encoded at once are the frames each slave's codecs make one at a
+time (``FrameCodec.encode``, itself held to cantools), byte for byte, counters included; and a
+block of frames travels and is logged as those frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cellwarden.comms.can_bus import CanNetwork, Frame, FrameBlock
+from cellwarden.comms.e2e import AliveCounters
+from cellwarden.comms.internal_protocol import SlaveState, slave_messages
+from cellwarden.comms.slave_reports import SlaveReport, StringReportEncoder
+
+AWKWARD_VOLTAGES_V = [np.nan, np.inf, -np.inf, -0.0, -1.0, 6.5535, 6.55351, 7.0, 3.30005,
+                      3.30015, 1e-4 / 2, 2.5e-4, 1e300]  # fmt: skip
+AWKWARD_TEMPS_C = [np.nan, np.inf, -np.inf, -40.0, -40.25, -39.75, 86.5, 86.75, 87.5, 25.25,
+                   25.75, -273.15, 300.0]  # fmt: skip
+
+
+def _report(rng: np.random.Generator, cells: int, sensors: int) -> SlaveReport:
+    voltage_v = rng.uniform(2.0, 4.3, cells)
+    pick = rng.random(cells) < 0.2
+    voltage_v[pick] = rng.choice(AWKWARD_VOLTAGES_V, pick.sum())
+    temp_c = np.round(rng.uniform(-45.0, 95.0, sensors) * 4) / 4  # exact quarter degrees
+    pick = rng.random(sensors) < 0.2
+    temp_c[pick] = rng.choice(AWKWARD_TEMPS_C, pick.sum())
+    return SlaveReport(
+        voltage_v=voltage_v,
+        temp_c=temp_c,
+        ntc_open=rng.random(sensors) < 0.1,
+        ntc_short=rng.random(sensors) < 0.1,
+        state=SlaveState(int(rng.integers(4))),
+        open_wire_bits=int(rng.integers(2**cells)),
+        balancing_bits=int(rng.integers(2**cells)),
+        board_temp_c=float(rng.choice([rng.uniform(-50, 230), np.nan, 25.5, 26.5])),
+        balancing_duty=float(rng.choice([rng.integers(16) / 15, 1.2, -0.1, np.nan])),
+    )
+
+
+def _frames_one_by_one(index: int, report: SlaveReport, alive: AliveCounters) -> list[bytes]:
+    """The reference: the slave's frames through its codecs, one frame at a time."""
+    m = slave_messages(index)
+    sent = []
+    for values in m.voltage_frames(report.voltage_v):
+        sent.append(m.voltages.encode(values, alive=alive.next(m.voltages.frame_id)))
+    for values in m.temperature_frames(report.temp_c, report.ntc_open, report.ntc_short):
+        sent.append(m.temperatures.encode(values, alive=alive.next(m.temperatures.frame_id)))
+    names = ("State", "OpenWire", "Balancing", "BoardTemp", "BalancingDuty")
+    status = dict(zip([m.signal("ST", name) for name in names], report.status_values(),
+                      strict=True))  # fmt: skip
+    status[m.signal("ST", "State")] = int(report.state)
+    sent.append(m.status.encode(status, alive=alive.next(m.status.frame_id)))
+    return sent
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_strings_reports_encode_as_its_slaves_codecs_do(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    slaves = int(rng.integers(1, 17))
+    cells = rng.integers(1, 19, slaves).tolist()
+    sensors = [int(rng.integers(0, count + 1)) for count in cells]
+    encoder = StringReportEncoder(cells, sensors)
+    counters = [AliveCounters() for _ in range(slaves)]
+    for cycle in range(25):  # the alive counters wrap
+        reporting = rng.random(slaves) < 0.8
+        reports = [_report(rng, c, s) if on else None
+                   for c, s, on in zip(cells, sensors, reporting, strict=True)]  # fmt: skip
+        block = encoder.encode(10.0 + cycle, reports)
+        expected = [
+            (slave_messages(index), data)
+            for index, report in enumerate(reports) if report is not None
+            for data in _frames_one_by_one(index, report, counters[index])
+        ]  # fmt: skip
+        if not expected:
+            assert block is None
+            continue
+        assert block is not None
+        got = [(frame.frame_id, frame.data) for frame in block.frames()]
+        want_ids = []
+        for index, report in enumerate(reports):
+            if report is not None:
+                m = slave_messages(index)
+                want_ids += [m.voltages.frame_id] * -(-cells[index] // 3)
+                want_ids += [m.temperatures.frame_id] * -(-sensors[index] // 6)
+                want_ids.append(m.status.frame_id)
+        assert got == list(zip(want_ids, [data for _, data in expected], strict=True))
+
+
+def test_the_compiled_encoder_of_a_signal_with_an_integer_scale_matches_cantools() -> None:
+    """The status frame's board temperature converts by cantools' integer conversion: the
+    array encode treats it as linear; cantools itself agrees, value by value."""
+    m = slave_messages(3)
+    name = m.signal("ST", "BoardTemp")
+    for value in [*np.linspace(-60.0, 240.0, 1201).tolist(), 25.5, 26.5, -39.5]:
+        values = {name: value}
+        assert m.status.encode(values, alive=5) == m.status._encode_cantools(values, alive=5)
+
+
+def test_a_block_is_logged_and_heard_as_its_frames(tmp_path) -> None:
+    rng = np.random.default_rng(7)
+    payload = rng.integers(0, 256, (5, 8), dtype=np.uint8)
+    block = FrameBlock(12.5, np.array([0x200, 0x201, 0x7FF, 0, 0x240]), payload)
+    frames = block.frames()
+    network = CanNetwork(log_path=tmp_path / "block.log")
+    sender, receiver = network.port("internal"), network.port("internal")
+    sender.send_block(block)
+    sender.send(Frame(12.6, 0x100, b"\x01\x02"))
+    assert receiver.receive() == [*frames, Frame(12.6, 0x100, b"\x01\x02")]
+    assert receiver.received == 6 and sender.sent == 6
+    network.close()
+    reference = CanNetwork(log_path=tmp_path / "frames.log")
+    one_by_one = reference.port("internal")
+    for frame in [*frames, Frame(12.6, 0x100, b"\x01\x02")]:
+        one_by_one.send(frame)
+    reference.close()
+    assert (tmp_path / "block.log").read_text() == (tmp_path / "frames.log").read_text()
+    assert (tmp_path / "block.log").read_text().splitlines()[2] == (
+        f"(12.500000) internal 7FF#{payload[2].tobytes().hex().upper()}"
+    )
+
+
+def test_a_plain_python_can_receiver_gets_a_blocks_frames() -> None:
+    import can
+
+    network = CanNetwork()
+    sender = network.port("internal")
+    channel = sender.bus.channel_id
+    plain = can.Bus(interface="virtual", channel=channel, preserve_timestamps=True)
+    block = FrameBlock(3.0, np.array([0x201, 0x202]), np.arange(16, dtype=np.uint8).reshape(2, 8))
+    sender.send_block(block)
+    received = [plain.recv(timeout=0.0) for _ in range(2)]
+    assert [(m.arbitration_id, bytes(m.data), m.timestamp) for m in received] == [
+        (0x201, bytes(range(8)), 3.0), (0x202, bytes(range(8, 16)), 3.0)]  # fmt: skip
+    assert plain.recv(timeout=0.0) is None
+    plain.shutdown()
+    network.close()
