@@ -10,7 +10,7 @@ import pytest
 from cellwarden.comms.can_bus import CanNetwork, Frame, FrameBlock
 from cellwarden.comms.e2e import AliveCounters
 from cellwarden.comms.internal_protocol import SlaveState, slave_messages
-from cellwarden.comms.slave_reports import SlaveReport, StringReportEncoder
+from cellwarden.comms.slave_reports import ReportLayout, SlaveReport, StringReportEncoder
 
 AWKWARD_VOLTAGES_V = [np.nan, np.inf, -np.inf, -0.0, -1.0, 6.5535, 6.55351, 7.0, 3.30005,
                       3.30015, 1e-4 / 2, 2.5e-4, 1e300]  # fmt: skip
@@ -60,7 +60,7 @@ def test_a_strings_reports_encode_as_its_slaves_codecs_do(seed: int) -> None:
     slaves = int(rng.integers(1, 17))
     cells = rng.integers(1, 19, slaves).tolist()
     sensors = [int(rng.integers(0, count + 1)) for count in cells]
-    encoder = StringReportEncoder(cells, sensors)
+    encoder = StringReportEncoder(ReportLayout(cells, sensors))
     counters = [AliveCounters() for _ in range(slaves)]
     for cycle in range(25):  # the alive counters wrap
         reporting = rng.random(slaves) < 0.8

@@ -494,36 +494,11 @@ def _compile_function(
 
 
 @dataclass(frozen=True)
-class BitField:
-    """A little-endian, unsigned, label-free signal as a shift and a mask: its physical value
-    is ``raw * scale + offset`` (``raw`` itself where ``identity``), as ``decode`` computes."""
-
-    name: str
-    shift: int
-    mask: int
-    scale: float
-    offset: float
-    identity: bool
-
-
-@dataclass(frozen=True)
-class ArrayLayout:
-    """A message's layout for decoding many frames at once (``comms.frame_arrays``):
-    the multiplexer, the alive counter and the signals of each multiplexer value."""
-
-    length: int
-    crc_seed: int  # the CRC register after the identifier (None-protected: see ``protected``)
-    protected: bool
-    mux: BitField | None
-    alive: BitField | None
-    frames: dict[int | None, tuple[BitField, ...]]
-
-
-@dataclass(frozen=True)
-class EncodeField:
+class ArrayField:
     """A signal as ``encode`` packs a number into it: NaN as 0, saturated to ``low..high``,
     ``round((value - offset) / scale)`` (``round(value)`` where ``identity``), or a value-table
-    label's raw value; shifted into place."""
+    label's raw value; shifted into place. ``decode`` reads ``raw * scale + offset`` back, or
+    the label of a raw value the table names."""
 
     name: str
     shift: int
@@ -537,15 +512,18 @@ class EncodeField:
 
 
 @dataclass(frozen=True)
-class ArrayEncoding:
-    """One frame layout (one multiplexer value) for encoding many frames at once
-    (``comms.frame_arrays.encode``), exactly as ``encode`` does: the word of a frame with no
-    signal set (each signal at its physical zero, the multiplexer at its value), the signals,
-    and the alive counter's bits in place for each count."""
+class ArrayLayout:
+    """One frame layout (one multiplexer value) for encoding or decoding many frames at once
+    (``comms.frame_arrays``), exactly as ``encode`` and ``decode`` do: the word of a frame
+    with no signal set (each signal at its physical zero, the multiplexer at its value), the
+    signals, the multiplexer's and the alive counter's (shift, mask), and the alive counter's
+    bits in place for each count."""
 
     length: int
     base_word: int
-    fields: tuple[EncodeField, ...]
+    fields: tuple[ArrayField, ...]
+    mux: tuple[int, int] | None
+    alive: tuple[int, int] | None
     alive_bits: tuple[int, ...]  # counter -> its bits in place; () when unprotected
     alive_clear: int
     protected: bool
@@ -556,20 +534,14 @@ class ArrayEncoding:
         frames that differ only in those."""
         fields = tuple((f.shift, f.mask, f.scale, f.offset, f.identity, f.low, f.high,
                         f.labels) for f in self.fields)  # fmt: skip
-        return self.length, fields, self.alive_bits, self.alive_clear, self.protected
+        return (self.length, fields, self.mux, self.alive, self.alive_bits, self.alive_clear,
+                self.protected)  # fmt: skip
 
 
 def _integer_linear(field: _Field) -> bool:
     """Whether ``field`` converts by cantools' integer scale and offset, which gives
     ``round((value - offset) / scale)`` as a linear conversion does."""
     return isinstance(getattr(field.to_raw, "__self__", None), LinearIntegerConversion)
-
-
-def _bit_field(field: _Field) -> BitField | None:
-    if field.big_endian or field.sign or field.choices or field.kind == _OTHER:
-        return None
-    return BitField(field.name, field.shift, field.mask, field.scale, field.offset,
-                    field.kind == _IDENTITY)  # fmt: skip
 
 
 class FrameCodec:
@@ -616,34 +588,11 @@ class FrameCodec:
         self._crc_seed = _crc_seed(self.frame_id)
         self._shared: tuple[bytes, Decoded] | None = None
 
-    def array_layout(self) -> ArrayLayout | None:
-        """The message as shifts and masks, for decoding arrays of frames exactly as
-        ``decode`` does; None where a signal is big-endian, signed, labelled or converted
-        otherwise than linearly (those frames go through ``decode``)."""
-        layout = self._layout
-        if layout is None:
-            return None
-        e2e = set(layout.e2e)
-        frames: dict[int | None, tuple[BitField, ...]] = {}
-        for key, fields in layout.frames.items():
-            bits = [_bit_field(field) for field in fields if field.name not in e2e]
-            if any(bit is None for bit in bits):
-                return None
-            frames[key] = tuple(bits)  # type: ignore[arg-type]
-        mux = _bit_field(layout.mux_field) if layout.mux_field is not None else None
-        alive = _bit_field(layout.alive_field) if layout.alive_field is not None else None
-        if (layout.mux_field is not None and mux is None) or (
-            layout.alive_field is not None and alive is None
-        ):
-            return None
-        return ArrayLayout(self.length, layout.crc_seed, self.crc_signal is not None, mux,
-                           alive, frames)  # fmt: skip
-
-    def array_encoding(self, key: int | None = None) -> ArrayEncoding | None:
-        """The frame layout of multiplexer value ``key`` for encoding arrays of frames exactly
-        as ``encode`` does; None where a signal is not a plain little-endian unsigned number
-        whose DBC range fits its bits, or where one has no physical zero (those frames go
-        through ``encode``)."""
+    def array_layout(self, key: int | None = None) -> ArrayLayout | None:
+        """The frame layout of multiplexer value ``key`` for encoding and decoding arrays of
+        frames exactly as ``encode`` and ``decode`` do; None where a signal is not a plain
+        little-endian unsigned number whose DBC range fits its bits, or where one has no
+        physical zero (those frames go through ``encode`` and ``decode``)."""
         layout = self._layout
         if layout is None or layout.big_endian or key not in layout.frames:
             return None
@@ -651,6 +600,7 @@ class FrameCodec:
         if required or (layout.alive and layout.alive_big):
             return None
         fields = []
+        mux = None
         for field in layout.frames[key]:
             if field.name in layout.e2e:
                 continue
@@ -658,17 +608,21 @@ class FrameCodec:
             if not common or (field.kind == _OTHER and not _integer_linear(field)):
                 return None
             if common == 2:  # the multiplexer: its value is the layout's
+                if field.labels:
+                    return None
+                mux = (field.shift, field.mask)
                 raw = field.raw(key, key, layout.mux_labels)
                 base_word = (base_word & ~(field.mask << field.shift)) | (raw << field.shift)
                 continue
-            fields.append(EncodeField(field.name, field.shift, field.mask, field.scale,
+            fields.append(ArrayField(field.name, field.shift, field.mask, field.scale,
                                       field.offset, field.kind == _IDENTITY, field.low,
                                       field.high, tuple(sorted((field.labels or {}).items()))))  # type: ignore[arg-type] # fmt: skip
-        alive = layout.alive
-        alive_bits = tuple(alive[count] for count in range(ALIVE_MODULO)) if alive else ()
-        return ArrayEncoding(self.length, base_word, tuple(fields), alive_bits,
-                             layout.alive_clear, self.crc_signal is not None,
-                             self._crc_seed)  # fmt: skip
+        alive_field = layout.alive_field
+        alive = None if alive_field is None else (alive_field.shift, alive_field.mask)
+        alive_bits = tuple(layout.alive[count] for count in range(ALIVE_MODULO)) if alive else ()
+        return ArrayLayout(self.length, base_word, tuple(fields), mux, alive, alive_bits,
+                           layout.alive_clear, self.crc_signal is not None,
+                           self._crc_seed)  # fmt: skip
 
     @property
     def cycle_s(self) -> float:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cellwarden.comms.can_bus import Frame
-from cellwarden.comms.codec import ArrayEncoding
+from cellwarden.comms.codec import ArrayLayout
 from cellwarden.comms.e2e import _CRC_TABLE, ALIVE_MODULO
 
 CRC_TABLE = np.array(_CRC_TABLE, dtype=np.uint8)
@@ -43,7 +43,7 @@ def crc_holds(payload: np.ndarray, seeds: np.ndarray) -> np.ndarray:
 
 
 def encode(
-    encoding: ArrayEncoding,
+    layout: ArrayLayout,
     values: np.ndarray,
     carried: np.ndarray,
     alive: np.ndarray,
@@ -53,16 +53,16 @@ def encode(
 ) -> np.ndarray:
     """``(n, 8)`` payloads of ``n`` frames of one layout, as ``FrameCodec.encode`` makes them.
 
-    ``values[:, j]`` is each frame's value of ``encoding.fields[j]`` where ``carried[:, j]``
+    ``values[:, j]`` is each frame's value of ``layout.fields[j]`` where ``carried[:, j]``
     (elsewhere the signal is not given and packs as its physical zero); ``labels[:, j]``,
     where not -1, a value-table raw value sent instead of the number. ``alive`` holds the
     frames' counters and ``seeds`` their identifiers' CRC registers. Frames of several layouts
     of equal ``geometry`` (multiplexed frames, or one message of several senders) go in one
     call, each with its layout's ``base_word`` in ``base_words``."""
-    if encoding.length != 8:
+    if layout.length != 8:
         raise ValueError("encode() packs 8-byte frames")
     count = values.shape[0]
-    fields = _fields(encoding)
+    fields = _fields(layout)
     number = np.nan_to_num(values, nan=0.0, posinf=np.inf, neginf=-np.inf)
     np.clip(number, fields.low, fields.high, out=number)
     number -= fields.offset  # (an identity signal's offset is 0 and its scale 1: exact)
@@ -75,15 +75,15 @@ def encode(
         given = given | labelled
     bits = np.where(given, raw, 0.0).astype(np.uint64) << fields.shift
     taken = np.bitwise_or.reduce(np.where(given, fields.in_place, np.uint64(0)), axis=1)
-    word = np.full(count, encoding.base_word, dtype=np.uint64) if base_words is None else \
+    word = np.full(count, layout.base_word, dtype=np.uint64) if base_words is None else \
         base_words.astype(np.uint64)  # fmt: skip
     word &= ~taken
     word |= np.bitwise_or.reduce(bits, axis=1)
-    if encoding.alive_bits:
-        word &= np.uint64(encoding.alive_clear & WORD_BITS)
+    if layout.alive_bits:
+        word &= np.uint64(layout.alive_clear & WORD_BITS)
         word |= fields.alive_bits[alive % ALIVE_MODULO]
     payload = word.astype("<u8").view(np.uint8).reshape(count, 8)
-    if encoding.protected:
+    if layout.protected:
         payload[:, 7] = crcs(payload, seeds)
     return payload
 
@@ -99,28 +99,42 @@ def raw(word: np.ndarray, shift: np.ndarray | int, mask: np.ndarray | int) -> np
     return (word >> np.asarray(shift, dtype=np.uint64)) & np.asarray(mask, dtype=np.uint64)
 
 
+def decode(layout: ArrayLayout, word: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(physical values, raw values) of each frame's signals, ``(n, len(layout.fields))``:
+    ``raw * scale + offset`` as ``FrameCodec.decode`` computes it (where a value table names
+    the raw value, ``decode`` gives the label instead: see ``ArrayField.labels``)."""
+    fields = _fields(layout)
+    raws = (word[:, None] >> fields.shift) & fields.mask
+    values = raws.astype(np.float64)
+    values *= fields.scale
+    values += fields.offset
+    return values, raws
+
+
 @dataclass(frozen=True)
 class _FieldArrays:
-    """An encoding's signals as arrays, one column per signal."""
+    """A layout's signals as arrays, one column per signal."""
 
     low: np.ndarray
     high: np.ndarray
     offset: np.ndarray
     scale: np.ndarray
     shift: np.ndarray
+    mask: np.ndarray
     in_place: np.ndarray  # each signal's bits in the word
     alive_bits: np.ndarray
 
 
 @functools.cache
-def _fields(encoding: ArrayEncoding) -> _FieldArrays:
-    fields = encoding.fields
+def _fields(layout: ArrayLayout) -> _FieldArrays:
+    fields = layout.fields
     return _FieldArrays(
         low=np.array([f.low for f in fields]),
         high=np.array([f.high for f in fields]),
         offset=np.array([0.0 if f.identity else f.offset for f in fields]),
         scale=np.array([1.0 if f.identity else f.scale for f in fields]),
         shift=np.array([f.shift for f in fields], dtype=np.uint64),
+        mask=np.array([f.mask for f in fields], dtype=np.uint64),
         in_place=np.array([f.mask << f.shift for f in fields], dtype=np.uint64),
-        alive_bits=np.array(encoding.alive_bits, dtype=np.uint64),
+        alive_bits=np.array(layout.alive_bits, dtype=np.uint64),
     )

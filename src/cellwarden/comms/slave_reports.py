@@ -1,11 +1,13 @@
-"""A string's slave reports on the internal bus: each slave's cell voltages, temperatures and
-status of one cycle as frames, every reporting slave's encoded at once.
+"""A string's slave reports on the internal bus, as arrays: every slave's cell voltages,
+temperatures and status of one cycle encoded at once (the slaves' side) and decoded at once
+(the master's side).
 
 A slave's firmware (``comms.slave_node``) measures and says what it reports; this module puts
 the reports of a whole string on the wire, byte for byte as each slave's codecs encode them
 one frame at a time (``tests/test_slave_reports.py``): per slave, in chain order, its voltage
 frames (three cells each), its temperature frames (six sensors each, a rail reading as its
 value-table code) and its status frame, each with the slave's alive counter per identifier.
+The master reads any mix of such frames back, each row as ``FrameCodec.decode`` reads it.
 """
 
 from __future__ import annotations
@@ -16,19 +18,22 @@ import numpy as np
 
 from cellwarden.comms import frame_arrays
 from cellwarden.comms.can_bus import FrameBlock
-from cellwarden.comms.codec import ArrayEncoding, FrameCodec
+from cellwarden.comms.codec import ArrayLayout, FrameCodec
 from cellwarden.comms.e2e import ALIVE_MODULO
 from cellwarden.comms.internal_protocol import (
     CELLS_PER_FRAME,
+    MAX_CELLS,
+    MAX_SENSORS,
     NTC_OPEN,
     NTC_SHORT,
     SENSORS_PER_FRAME,
-    SlaveMessages,
     SlaveState,
     slave_messages,
 )
 
 STATUS_SIGNALS = ("State", "OpenWire", "Balancing", "BoardTemp", "BalancingDuty")
+VOLTAGES, TEMPERATURES, STATUS = range(3)  # the report's message kinds, in send order
+STANDARD_IDS = 1 << 11
 
 
 @dataclass(frozen=True)
@@ -52,155 +57,217 @@ class SlaveReport:
 
 
 @dataclass(frozen=True)
-class _Rows:
-    """The frames of one message type for every slave of the string, slave by slave."""
+class ReportKind:
+    """One message kind of every slave of a string: the layout its frames share (signal
+    names, multiplexer and identifier aside) and what each frame of each slave carries."""
 
-    encoding: ArrayEncoding  # the layout every row shares (names and base word aside)
-    base_words: np.ndarray
-    frame_ids: np.ndarray
-    seeds: np.ndarray
-    slave: np.ndarray
-    source: np.ndarray  # (row, column): the string-wide value each signal carries, or -1
-    alive_counter: np.ndarray  # which of the string's alive counters the row takes
-    occurrence: np.ndarray  # how many rows before it take the same counter
+    layout: ArrayLayout
+    frame_ids: np.ndarray  # per slave
+    seeds: np.ndarray  # per slave: the identifier's CRC register
+    base_words: np.ndarray  # per multiplexer value
+    frames: np.ndarray  # per slave: how many frames (multiplexer values 0, 1, ...) it sends
+    sources: np.ndarray  # (slave, multiplexer value, column): string-wide value index, or -1
+    first_part: np.ndarray  # per slave: the index of its first frame among all kinds' frames
 
-    @classmethod
-    def of(cls, frames: list[tuple[int, FrameCodec, int, list[int]]], counter_of) -> _Rows:
-        """``frames``: (slave, codec, multiplexer value, the string-wide value index of each
-        signal of the frame's layout or -1), in send order."""
-        encodings = [codec.array_encoding(key) for _, codec, key, _ in frames]
-        if any(encoding is None for encoding in encodings):
-            raise ValueError("the internal DBC's slave frames must encode as arrays")
-        first = encodings[0]
-        if any(e.geometry() != first.geometry() for e in encodings):  # type: ignore[union-attr]
-            raise ValueError("the internal DBC's slave frames of one type must share a layout")
-        counters = [counter_of(slave, codec) for slave, codec, _, _ in frames]
-        seen: dict[int, int] = {}
-        occurrence = []
-        for counter in counters:
-            occurrence.append(seen.get(counter, 0))
-            seen[counter] = occurrence[-1] + 1
-        return cls(
-            encoding=first,  # type: ignore[arg-type]
-            base_words=np.array([e.base_word for e in encodings], dtype=np.uint64),  # type: ignore[union-attr]
-            frame_ids=np.array([codec.frame_id for _, codec, _, _ in frames]),
-            seeds=np.array([e.crc_seed for e in encodings], dtype=np.uint8),  # type: ignore[union-attr]
-            slave=np.array([slave for slave, _, _, _ in frames]),
-            source=np.array([sources for _, _, _, sources in frames]),
-            alive_counter=np.array(counters),
-            occurrence=np.array(occurrence),
-        )
+    @property
+    def columns(self) -> int:
+        return len(self.layout.fields)
 
-    def values(self, string_values: np.ndarray) -> np.ndarray:
-        """Each row's signal values from the string-wide values (NaN where not carried)."""
-        padded = np.append(string_values, np.nan)  # index -1: not carried
-        return padded[self.source]
 
-    def encode(
-        self, values: np.ndarray, next_alive: np.ndarray, labels: np.ndarray | None = None
-    ) -> np.ndarray:
-        alive = next_alive[self.alive_counter] + self.occurrence
-        return frame_arrays.encode(self.encoding, values, self.source >= 0, alive, self.seeds,
-                                   labels, self.base_words)  # fmt: skip
+class ReportLayout:
+    """The report frames of a string's slaves, ``cells`` and ``sensors`` per slave in chain
+    order. Each frame a slave sends in a cycle is one "part" of its report (numbered along the
+    string, slave by slave, in send order)."""
+
+    def __init__(self, cells: list[int], sensors: list[int]) -> None:
+        self.cells, self.sensors = list(cells), list(sensors)
+        self.messages = [slave_messages(index) for index in range(len(cells))]
+        m = self.messages
+        self.first_cell = np.cumsum([0, *cells[:-1]])
+        self.first_sensor = np.cumsum([0, *sensors[:-1]])
+        frames = [[-(-c // CELLS_PER_FRAME) for c in cells],
+                  [-(-n // SENSORS_PER_FRAME) for n in sensors], [1] * len(cells)]  # fmt: skip
+        per_slave = np.array(frames).sum(axis=0)
+        first_part = np.cumsum([0, *per_slave[:-1]])
+        offsets = [first_part, first_part + frames[0], first_part + frames[0] + frames[1]]
+        self.parts = int(per_slave.sum())
+        self.part_slave = np.repeat(np.arange(len(cells)), per_slave)
+        self.kinds = (
+            _kind([s.voltages for s in m], [s.cell_signals for s in m], cells, frames[0],
+                  offsets[0], list(range(MAX_CELLS // CELLS_PER_FRAME))),
+            _kind([s.temperatures for s in m], [s.sensor_signals for s in m], sensors,
+                  frames[1], offsets[1], list(range(MAX_SENSORS // SENSORS_PER_FRAME))),
+            _kind([s.status for s in m], [[s.signal("ST", n) for n in STATUS_SIGNALS] for s in m],
+                  [len(STATUS_SIGNALS)] * len(cells), frames[2], offsets[2], [None]),
+        )  # fmt: skip
+        labels = dict(self.kinds[TEMPERATURES].layout.fields[0].labels)
+        self.ntc_open_raw = labels[NTC_OPEN]
+        self.ntc_short_raw = labels[NTC_SHORT]
+        # every report identifier -> (kind, slave); its alive counter is its index here
+        self.kind_of_id = np.full(STANDARD_IDS, -1)
+        self.slave_of_id = np.full(STANDARD_IDS, -1)
+        self.counter_of_id = np.full(STANDARD_IDS, -1)
+        for number, kind in enumerate(self.kinds):
+            self.kind_of_id[kind.frame_ids] = number
+            self.slave_of_id[kind.frame_ids] = np.arange(len(cells))
+            self.counter_of_id[kind.frame_ids] = number * len(cells) + np.arange(len(cells))
+        self.counters = 3 * len(cells)
+
+    def ours(self, frame_ids: np.ndarray) -> np.ndarray:
+        """Which identifiers are report frames of this string."""
+        inside = frame_ids < STANDARD_IDS
+        return inside & (self.kind_of_id[np.where(inside, frame_ids, 0)] >= 0)
+
+
+def _kind(
+    codecs: list[FrameCodec],
+    names: list[list[str]],
+    counts: list[int],
+    frames: list[int],
+    first_part: np.ndarray,
+    keys: list[int | None],
+) -> ReportKind:
+    """One kind's layout, of multiplexer values ``keys``; ``names[slave]`` names the signals
+    of the slave's ``counts[slave]`` values, which are numbered along the string."""
+    layouts = [[codec.array_layout(key) for key in keys] for codec in codecs]
+    every = [layout for row in layouts for layout in row]
+    if any(layout is None for layout in every):
+        raise ValueError(f"{codecs[0].name}: the slaves' report frames must map to arrays")
+    first = every[0]
+    if any(layout.geometry() != first.geometry() for layout in every):  # type: ignore[union-attr]
+        raise ValueError(f"{codecs[0].name}: every slave's report frames must share a layout")
+    sources = np.full((len(codecs), len(keys), len(first.fields)), -1)  # type: ignore[union-attr]
+    start = 0
+    for slave, row in enumerate(layouts):
+        for key, layout in enumerate(row):
+            for column, field in enumerate(layout.fields):  # type: ignore[union-attr]
+                index = names[slave].index(field.name)
+                if index < counts[slave]:
+                    sources[slave, key, column] = start + index
+        start += counts[slave]
+    return ReportKind(
+        layout=first,  # type: ignore[arg-type]
+        frame_ids=np.array([codec.frame_id for codec in codecs]),
+        seeds=np.array([row[0].crc_seed for row in layouts], dtype=np.uint8),  # type: ignore[union-attr]
+        base_words=np.array([layout.base_word for layout in layouts[0]], dtype=np.uint64),  # type: ignore[union-attr]
+        frames=np.array(frames),
+        sources=sources,
+        first_part=np.asarray(first_part),
+    )
 
 
 class StringReportEncoder:
-    """Encodes the reports of the slaves of one string (chain positions 0, 1, ...), with
-    ``cells`` and ``sensors`` per slave; it keeps their alive counters."""
+    """Encodes the reports of a string's slaves; it keeps their alive counters."""
 
-    def __init__(self, cells: list[int], sensors: list[int]) -> None:
-        self.messages = [slave_messages(index) for index in range(len(cells))]
-        self.cells, self.sensors = list(cells), list(sensors)
-        counters: dict[int, int] = {}  # frame identifier -> counter
-
-        def counter_of(slave: int, codec: FrameCodec) -> int:
-            return counters.setdefault(codec.frame_id, len(counters))
-
-        voltage, temperature, status = [], [], []
-        first_cell = first_sensor = 0
-        for slave, (m, count, sensor_count) in enumerate(
-            zip(self.messages, self.cells, self.sensors, strict=True)
-        ):
-            voltage += _grouped(slave, m, m.voltages, m.cell_signals, first_cell, count)
-            temperature += _grouped(slave, m, m.temperatures, m.sensor_signals, first_sensor,
-                                    sensor_count)  # fmt: skip
-            names = [m.signal("ST", name) for name in STATUS_SIGNALS]
-            encoding = m.status.array_encoding()
-            columns = [names.index(f.name) for f in encoding.fields] if encoding else []
-            status.append((slave, m.status, None, [slave * len(names) + c for c in columns]))
-            first_cell += count
-            first_sensor += sensor_count
-        self._voltage = _Rows.of(voltage, counter_of)
-        self._temperature = _Rows.of(temperature, counter_of) if temperature else None
-        self._status = _Rows.of(status, counter_of)
-        self._next_alive = np.zeros(len(counters), dtype=np.int64)
-        labels = dict(self._temperature.encoding.fields[0].labels) if self._temperature else {}
-        self._open_raw = labels.get(NTC_OPEN, -1)
-        self._short_raw = labels.get(NTC_SHORT, -1)
-        # the rows of all three types in send order: slave by slave, voltages first
-        parts = [self._voltage, self._temperature, self._status]
-        slave = np.concatenate([rows.slave for rows in parts if rows is not None])
-        kind = np.concatenate([np.full(rows.slave.size, k) for k, rows in enumerate(parts)
-                               if rows is not None])  # fmt: skip
-        self._order = np.lexsort((kind, slave))  # stable: within a type, in row order
-        self._row_slave = slave[self._order]
-        self._frame_ids = np.concatenate([rows.frame_ids for rows in parts if rows is not None])[
-            self._order
-        ]
-        self.slave_of_id = dict(
-            zip(self._frame_ids.tolist(), self._row_slave.tolist(), strict=True)
+    def __init__(self, layout: ReportLayout) -> None:
+        self.layout = layout
+        slaves = len(layout.cells)
+        self._next_alive = np.zeros(layout.counters, dtype=np.int64)
+        # every frame of every slave in send order: (kind, slave, multiplexer value)
+        rows = [(number, slave, key) for slave in range(slaves)
+                for number, kind in enumerate(layout.kinds)
+                for key in range(int(kind.frames[slave]))]  # fmt: skip
+        self._kind, self._slave, self._key = (
+            np.array(column) for column in zip(*rows, strict=True)
         )
+        self._occurrence = self._key  # a slave's frames of one kind go out in key order
+        self._counter = self._kind * slaves + self._slave
+        self.frame_ids = np.concatenate(
+            [layout.kinds[k].frame_ids[[s]] for k, s in zip(self._kind, self._slave, strict=True)]
+        )
+        self._by_kind = [np.flatnonzero(self._kind == number) for number in range(3)]
 
     def encode(self, time_s: float, reports: list[SlaveReport | None]) -> FrameBlock | None:
         """The frames of the slaves that report (None: this slave sends nothing), in send
         order; their alive counters move on. None when no slave reports."""
+        layout = self.layout
         reporting = np.array([report is not None for report in reports])
         if not reporting.any():
             return None
-        voltage_v = _joined(reports, "voltage_v", self.cells, np.nan)
-        parts = [self._voltage.encode(self._voltage.values(voltage_v), self._next_alive)]
-        if self._temperature is not None:
-            parts.append(self._temperatures(reports))
+        voltage_v = _joined(reports, "voltage_v", layout.cells, np.nan)
+        temp_c = _joined(reports, "temp_c", layout.sensors, np.nan)
+        opened = _joined(reports, "ntc_open", layout.sensors, False)
+        shorted = _joined(reports, "ntc_short", layout.sensors, False)
+        ntc_codes = np.where(opened, layout.ntc_open_raw,
+                             np.where(shorted, layout.ntc_short_raw, -1))  # fmt: skip
         status = np.array([r.status_values() if r is not None else [np.nan] * 5
                            for r in reports]).ravel()  # fmt: skip
-        parts.append(self._status.encode(self._status.values(status), self._next_alive))
-        payload = np.concatenate(parts)[self._order]
-        frame_ids = self._frame_ids
-        if not reporting.all():
-            rows = reporting[self._row_slave]
-            payload, frame_ids = payload[rows], frame_ids[rows]
-        for rows in (self._voltage, self._temperature, self._status):
-            if rows is not None:
-                sent = reporting[rows.slave]
-                np.add.at(self._next_alive, rows.alive_counter[sent], 1)
+        payload = np.empty((self._kind.size, 8), dtype=np.uint8)
+        alive = self._next_alive[self._counter] + self._occurrence
+        for number, string_values, codes in (
+            (VOLTAGES, voltage_v, None), (TEMPERATURES, temp_c, ntc_codes), (STATUS, status, None)
+        ):  # fmt: skip
+            rows = self._by_kind[number]
+            if not rows.size:
+                continue
+            kind = layout.kinds[number]
+            sources = kind.sources[self._slave[rows], self._key[rows]]
+            values = np.append(string_values, np.nan)[sources]  # index -1: not carried
+            labels = None if codes is None else np.append(codes, -1)[sources]
+            payload[rows] = frame_arrays.encode(
+                kind.layout, values, sources >= 0, alive[rows], kind.seeds[self._slave[rows]],
+                labels, kind.base_words[self._key[rows]],
+            )  # fmt: skip
+        frame_ids = self.frame_ids
+        sent = reporting[self._slave]
+        if not sent.all():
+            payload, frame_ids = payload[sent], frame_ids[sent]
+        np.add.at(self._next_alive, self._counter[sent], 1)
         self._next_alive %= ALIVE_MODULO
         return FrameBlock(time_s, frame_ids, payload)
 
-    def _temperatures(self, reports: list[SlaveReport | None]) -> np.ndarray:
-        rows = self._temperature
-        assert rows is not None
-        temp_c = _joined(reports, "temp_c", self.sensors, np.nan)
-        opened = _joined(reports, "ntc_open", self.sensors, False)
-        shorted = _joined(reports, "ntc_short", self.sensors, False)
-        label = np.where(opened, self._open_raw, np.where(shorted, self._short_raw, -1))
-        labels = np.append(label, -1)[rows.source]
-        return rows.encode(rows.values(temp_c), self._next_alive, labels)
+
+@dataclass(frozen=True)
+class DecodedReports:
+    """Report frames decoded, row by row in arrival order."""
+
+    kind: np.ndarray
+    slave: np.ndarray
+    usable: np.ndarray  # a good CRC and a multiplexer value the slave's layout defines
+    alive: np.ndarray
+    counter: np.ndarray  # which alive counter (identifier) the row belongs to
+    part: np.ndarray  # which part of its slave's report (-1: none of this string's layout)
+    key: np.ndarray
+    values: list[np.ndarray]  # per kind: (its rows, columns) physical values
+    raws: list[np.ndarray]
+    rows: list[np.ndarray]  # per kind: its rows' positions
 
 
-def _grouped(
-    slave: int, m: SlaveMessages, codec: FrameCodec, names: list[str], first: int, count: int
-) -> list[tuple[int, FrameCodec, int, list[int]]]:
-    """The multiplexed frames of one slave's ``count`` values, ``per_frame`` to a frame."""
-    per_frame = CELLS_PER_FRAME if codec is m.voltages else SENSORS_PER_FRAME
-    frames = []
-    for key in range(-(-count // per_frame)):
-        encoding = codec.array_encoding(key)
-        sources = []
-        for field in encoding.fields if encoding else ():
-            index = names.index(field.name)
-            sources.append(first + index if index < count else -1)
-        frames.append((slave, codec, key, sources))
-    return frames
+def decode_reports(layout: ReportLayout, frame_ids: np.ndarray, payload: np.ndarray):
+    """The report frames ``frame_ids`` (all ``layout.ours``) with their ``(n, 8)`` payloads."""
+    kind = layout.kind_of_id[frame_ids]
+    slave = layout.slave_of_id[frame_ids]
+    word = frame_arrays.words(payload)
+    count = frame_ids.size
+    usable = np.zeros(count, dtype=bool)
+    alive = np.zeros(count, dtype=np.int64)
+    key = np.zeros(count, dtype=np.int64)
+    part = np.full(count, -1)
+    values, raws, rows_of = [], [], []
+    for number, spec in enumerate(layout.kinds):
+        rows = np.flatnonzero(kind == number)
+        rows_of.append(rows)
+        columns = spec.columns
+        if not rows.size:
+            values.append(np.empty((0, columns)))
+            raws.append(np.empty((0, columns), dtype=np.uint64))
+            continue
+        sender, own = slave[rows], word[rows]
+        if spec.layout.mux is not None:
+            keys = frame_arrays.raw(own, *spec.layout.mux).astype(np.int64)
+        else:
+            keys = np.zeros(rows.size, dtype=np.int64)
+        defined = keys < spec.base_words.size
+        good = frame_arrays.crc_holds(payload[rows], spec.seeds[sender]) & defined
+        usable[rows] = good
+        alive[rows] = frame_arrays.raw(own, *spec.layout.alive).astype(np.int64)
+        key[rows] = np.minimum(keys, spec.base_words.size - 1)
+        part[rows] = np.where(keys < spec.frames[sender], spec.first_part[sender] + keys, -1)
+        decoded, raw = frame_arrays.decode(spec.layout, own)
+        values.append(decoded)
+        raws.append(raw)
+    return DecodedReports(kind, slave, usable, alive, layout.counter_of_id[frame_ids], part,
+                          key, values, raws, rows_of)  # fmt: skip
 
 
 def _joined(

@@ -15,7 +15,7 @@ import numpy as np
 from cellwarden.comms.can_bus import Frame, FrameBlock, FramePort
 from cellwarden.comms.internal_protocol import internal_codec
 from cellwarden.comms.slave_node import SlaveNode
-from cellwarden.comms.slave_reports import StringReportEncoder
+from cellwarden.comms.slave_reports import ReportLayout, StringReportEncoder
 from cellwarden.model.faults import ChainFault, SlaveFault
 from cellwarden.plant.system_plant import SystemPlant
 
@@ -52,8 +52,9 @@ class DaisyChain:
         self.taps = taps
         self._rng = rng
         self._reports = StringReportEncoder(
-            [node.cells for node in nodes], [node.front_end.sensor_cells.size for node in nodes]
-        )
+            ReportLayout([node.cells for node in nodes],
+                         [node.front_end.sensor_cells.size for node in nodes])
+        )  # fmt: skip
         self._down: list[tuple[float, int, Frame]] = []  # (due, slave, frame)
         self._up: list[tuple[float, Frame]] = []  # (due, frame)
 
@@ -124,9 +125,9 @@ class DaisyChain:
     ) -> None:
         """The slaves' frames up the chain one by one, through its faults."""
         direct = not latency_s and not self._up
-        slave_of_id = self._reports.slave_of_id
+        slave_of_id = self._reports.layout.slave_of_id
         for frame in block.frames():
-            index = slave_of_id[frame.frame_id]
+            index = int(slave_of_id[frame.frame_id])
             mode = slave_modes.get(index)
             if index >= reachable or mode == "silent":
                 continue
