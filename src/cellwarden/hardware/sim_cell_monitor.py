@@ -6,7 +6,7 @@ import numpy as np
 
 from cellwarden.hardware.interfaces import TemperatureSample, VoltageSample
 from cellwarden.hardware.sensor_faults import StuckAndDrift
-from cellwarden.hardware.sim_hv_measurement import SimulatedHvMeasurement
+from cellwarden.hardware.sim_hv_measurement import HV_NOISE_V, SimulatedHvMeasurement
 from cellwarden.model.board import BoardSpec
 from cellwarden.model.faults import NtcFault, OpenWire
 from cellwarden.plant import kernel as k
@@ -75,6 +75,7 @@ class SimulatedCellMonitor:
         self._noise_v = monitor.noise_v
         self._full_scale = 2**board.ntc.adc_bits - 1
         self._code_temp_c = _code_temperatures(board.ntc) if self._sensor_count else None
+        self._prepared: TemperatureSample | None = None  # left by a ``FrontEndBatch``
 
     # --- voltages ---------------------------------------------------------------------------
     def sample_voltages(self, now_s: float) -> VoltageSample:
@@ -88,13 +89,9 @@ class SimulatedCellMonitor:
     def _convert(self, now_s: float) -> VoltageSample:
         plant = self.plant
         if not plant.hardware_faults:  # the same arithmetic, without the fault handling
-            reading = plant.gs[k.G_VOLT, self._cells] * self._gain
-            reading += self._offset_v
-            reading += self._rng.normal(0.0, self._noise_v, self.cell_count)
-            reading /= self._lsb_v
-            np.rint(reading, out=reading)
-            reading *= self._lsb_v
-            np.maximum(reading, 0.0, out=reading)
+            noise_v = self._rng.normal(0.0, self._noise_v, self.cell_count)
+            reading = _readings_v(plant.gs[k.G_VOLT, self._cells], self._gain, self._offset_v,
+                                  noise_v, self._lsb_v)  # fmt: skip
             pack, link = self.hv.measure()
             return VoltageSample(now_s, reading, pack, link)
         monitor = self.spec.cell_monitor
@@ -140,40 +137,14 @@ class SimulatedCellMonitor:
     def sample_temperatures(self, now_s: float) -> TemperatureSample:
         """NTC readings through the divider and ADC, with rail checks for open and short."""
         ntc = self.spec.ntc
+        prepared, self._prepared = self._prepared, None
+        if prepared is not None and prepared.time_s == now_s:
+            return prepared
         if not self.plant.hardware_faults:  # the same arithmetic, without the fault handling
-            true_c = self.plant.cs[k.TEMP, self._sensors] + self._ntc_offset_c
-            true_c += self._rng.normal(0.0, ntc.noise_c, self._sensor_count)
-            true_c += KELVIN
-            x = np.divide(1.0, true_c, out=true_c)
-            x -= 1.0 / 298.15
-            x *= ntc.beta_k
-            resistance = np.exp(x)
-            resistance *= ntc.r25_ohm
-            codes = resistance + ntc.pullup_ohm
-            np.divide(resistance, codes, out=codes)
-            full_scale = self._full_scale
-            codes *= full_scale
-            np.rint(codes, out=codes)
-            open_circuit = codes >= full_scale - NTC_RAIL_MARGIN_CODES
-            short_circuit = codes <= NTC_RAIL_MARGIN_CODES
-            table = self._code_temp_c
-            if table is not None and np.maximum.reduce(codes) <= full_scale:  # (no NaN)
-                return TemperatureSample(
-                    now_s, table.take(codes.astype(np.intp)), open_circuit, short_circuit
-                )
-            measured = np.maximum(codes, 1)
-            np.minimum(measured, full_scale - 1, out=measured)
-            measured /= full_scale
-            r_measured = ntc.pullup_ohm * measured
-            np.subtract(1.0, measured, out=measured)
-            r_measured /= measured
-            r_measured /= ntc.r25_ohm
-            temp_c = np.log(r_measured)
-            temp_c /= ntc.beta_k
-            temp_c += 1.0 / 298.15
-            np.divide(1.0, temp_c, out=temp_c)
-            temp_c -= KELVIN
-            return TemperatureSample(now_s, temp_c, open_circuit, short_circuit)
+            noise_c = self._rng.normal(0.0, ntc.noise_c, self._sensor_count)
+            temp_c = self.plant.cs[k.TEMP, self._sensors]
+            return TemperatureSample(now_s, *_ntc_readings(temp_c, self._ntc_offset_c, noise_c,
+                                                           ntc, self._code_temp_c))  # fmt: skip
         true_c = self.plant.cell_temp_c[self._sensor_plant_cells] + self._ntc_offset_c
         true_c = true_c + self._rng.normal(0.0, ntc.noise_c, true_c.size)
         resistance = ntc.r25_ohm * np.exp(ntc.beta_k * (1.0 / (true_c + KELVIN) - 1.0 / 298.15))
@@ -223,6 +194,135 @@ class SimulatedCellMonitor:
 
     def lost_modules(self) -> int:
         return 0
+
+
+def _readings_v(
+    true_v: np.ndarray, gain: np.ndarray, offset_v: np.ndarray, noise_v: np.ndarray, lsb_v: float
+) -> np.ndarray:
+    """Cell channels' readings: gain, offset and noise, quantised by the ADC, never negative."""
+    reading = true_v * gain
+    reading += offset_v
+    reading += noise_v
+    reading /= lsb_v
+    np.rint(reading, out=reading)
+    reading *= lsb_v
+    np.maximum(reading, 0.0, out=reading)
+    return reading
+
+
+def _ntc_readings(
+    temp_c: np.ndarray,
+    offset_c: np.ndarray,
+    noise_c: np.ndarray,
+    ntc,
+    table: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """NTC readings through the divider and ADC: (temperature, open, short)."""
+    true_c = temp_c + offset_c
+    true_c += noise_c
+    true_c += KELVIN
+    x = np.divide(1.0, true_c, out=true_c)
+    x -= 1.0 / 298.15
+    x *= ntc.beta_k
+    resistance = np.exp(x)
+    resistance *= ntc.r25_ohm
+    codes = resistance + ntc.pullup_ohm
+    np.divide(resistance, codes, out=codes)
+    full_scale = 2**ntc.adc_bits - 1
+    codes *= full_scale
+    np.rint(codes, out=codes)
+    open_circuit = codes >= full_scale - NTC_RAIL_MARGIN_CODES
+    short_circuit = codes <= NTC_RAIL_MARGIN_CODES
+    if table is not None and np.maximum.reduce(codes) <= full_scale:  # (no NaN)
+        return table.take(codes.astype(np.intp)), open_circuit, short_circuit
+    measured = np.maximum(codes, 1)
+    np.minimum(measured, full_scale - 1, out=measured)
+    measured /= full_scale
+    r_measured = ntc.pullup_ohm * measured
+    np.subtract(1.0, measured, out=measured)
+    r_measured /= measured
+    r_measured /= ntc.r25_ohm
+    measured_c = np.log(r_measured)
+    measured_c /= ntc.beta_k
+    measured_c += 1.0 / 298.15
+    np.divide(1.0, measured_c, out=measured_c)
+    measured_c -= KELVIN
+    return measured_c, open_circuit, short_circuit
+
+
+class FrontEndBatch:
+    """The slaves' front ends of one string converting together: each draws from its own
+    random stream, in its own order (cell noise, its stack measurement's noise, NTC noise),
+    and the arithmetic runs once over the whole string's channels, element by element as each
+    front end computes it. For a healthy plant only (no hardware fault acts)."""
+
+    def __init__(self, front_ends: list[SimulatedCellMonitor]) -> None:
+        self.front_ends = front_ends
+        first = front_ends[0]
+        self.plant = first.plant
+        self._cells = _as_slice(np.concatenate([fe.groups for fe in front_ends]))
+        self._sensors = _as_slice(np.concatenate([fe._sensor_plant_cells for fe in front_ends]))
+        self._gain = np.concatenate([fe._gain for fe in front_ends])
+        self._offset_v = np.concatenate([fe._offset_v for fe in front_ends])
+        self._ntc_offset_c = np.concatenate([fe._ntc_offset_c for fe in front_ends])
+        counts = [(fe.cell_count, fe._sensor_count) for fe in front_ends]
+        self._cell_ends = np.cumsum([c for c, _ in counts])[:-1]
+        self._sensor_ends = np.cumsum([s for _, s in counts])[:-1]
+        tables = {id(fe._code_temp_c) for fe in front_ends if fe._sensor_count}
+        self.usable = len(tables) <= 1 and all(
+            fe.spec == first.spec and fe.plant is first.plant for fe in front_ends
+        )
+        self._table = next((fe._code_temp_c for fe in front_ends if fe._sensor_count), None)
+
+    def prepare(self, now_s: float) -> bool:
+        """Convert every front end now and leave each its samples, which its next
+        ``sample_voltages`` and ``sample_temperatures`` at ``now_s`` return. Call only when
+        every front end will take them (each draws at once); False, and nothing drawn, where
+        the batch cannot stand in (a hardware fault acts, or the conversions are not due
+        together)."""
+        front_ends = self.front_ends
+        if not self.usable or self.plant.hardware_faults:
+            return False
+        first = front_ends[0]
+        period = first.spec.cell_monitor.conversion_period_s
+        due = [fe._last is None or now_s - fe._last.time_s >= period - 1e-9 for fe in front_ends]
+        if not all(due):
+            return False
+        noise_v, hv_noise, noise_c = [], [], []
+        for fe in front_ends:  # each front end's draws, in its order, from its own stream
+            z = fe._rng.standard_normal(fe.cell_count + 2 + fe._sensor_count)
+            noise_v.append(z[: fe.cell_count])
+            hv_noise.append(z[fe.cell_count : fe.cell_count + 2])
+            noise_c.append(z[fe.cell_count + 2 :])
+        plant = self.plant
+        readings = _readings_v(plant.gs[k.G_VOLT, self._cells], self._gain, self._offset_v,
+                               np.concatenate(noise_v) * first._noise_v, first._lsb_v)  # fmt: skip
+        ntc = first.spec.ntc
+        temps = _ntc_readings(plant.cs[k.TEMP, self._sensors], self._ntc_offset_c,
+                              np.concatenate(noise_c) * ntc.noise_c, ntc, self._table)  # fmt: skip
+        split_v = np.split(readings, self._cell_ends)
+        if self._table is not None and np.isnan(temps[0]).any():
+            # a front end without a NaN reads its codes from the table: convert each alone
+            per_front_end = self._each_alone(noise_c)
+        else:
+            split_t = [np.split(part, self._sensor_ends) for part in temps]
+            per_front_end = list(zip(*split_t, strict=True))
+        for index, fe in enumerate(front_ends):
+            pack, link = fe.hv.reading(hv_noise[index] * HV_NOISE_V)
+            fe._last = VoltageSample(now_s, split_v[index], pack, link)
+            fe._prepared = TemperatureSample(now_s, *per_front_end[index])
+        return True
+
+    def _each_alone(self, noise_c: list[np.ndarray]) -> list[tuple]:
+        """Each front end's NTC readings converted on their own, with the noise drawn."""
+        ntc = self.front_ends[0].spec.ntc
+        sensor_c = np.split(self.plant.cs[k.TEMP, self._sensors], self._sensor_ends)
+        offsets = np.split(self._ntc_offset_c, self._sensor_ends)
+        return [
+            _ntc_readings(temp_c, offset_c, noise * ntc.noise_c, ntc,
+                          self._table if temp_c.size else None)
+            for temp_c, offset_c, noise in zip(sensor_c, offsets, noise_c, strict=True)
+        ]  # fmt: skip
 
 
 _CODE_TABLES: dict[tuple, np.ndarray | None] = {}

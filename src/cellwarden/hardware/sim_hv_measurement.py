@@ -31,10 +31,14 @@ class SimulatedHvMeasurement:
 
     def measure(self) -> tuple[float, float]:
         """(stack voltage, link voltage) in volts."""
+        # both noise draws in one call: the same stream, in the same order, as two scalar draws
+        return self.reading(self._rng.normal(0.0, HV_NOISE_V, 2))
+
+    def reading(self, noise_v: np.ndarray) -> tuple[float, float]:
+        """(stack voltage, link voltage) with the noise ``noise_v`` (two values) added."""
         plant = self.plant
         stack_v = float(np.add.reduce(plant.gs[k.G_VOLT, self.groups]))
-        # both noise draws in one call: the same stream, in the same order, as two scalar draws
-        pack_noise, link_noise = self._rng.normal(0.0, HV_NOISE_V, 2).tolist()
+        pack_noise, link_noise = noise_v.tolist()
         pack = stack_v * self._gain + pack_noise
         link = plant.bus_voltage_v * self._gain + link_noise
         return pack, link

@@ -13,9 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 from cellwarden.comms.can_bus import Frame, FrameBlock, FramePort
-from cellwarden.comms.internal_protocol import internal_codec
+from cellwarden.comms.internal_protocol import internal_codec, trigger_codec
 from cellwarden.comms.slave_node import SlaveNode
 from cellwarden.comms.slave_reports import ReportLayout, StringReportEncoder
+from cellwarden.hardware.sim_cell_monitor import FrontEndBatch, SimulatedCellMonitor
 from cellwarden.model.faults import ChainFault, SlaveFault
 from cellwarden.plant.system_plant import SystemPlant
 
@@ -55,6 +56,13 @@ class DaisyChain:
             ReportLayout([node.cells for node in nodes],
                          [node.front_end.sensor_cells.size for node in nodes])
         )  # fmt: skip
+        front_ends = [node.front_end for node in nodes]
+        self._batch = (
+            FrontEndBatch(front_ends)  # type: ignore[arg-type]
+            if all(isinstance(fe, SimulatedCellMonitor) for fe in front_ends)
+            else None
+        )
+        self._trigger_id = trigger_codec().frame_id
         self._down: list[tuple[float, int, Frame]] = []  # (due, slave, frame)
         self._up: list[tuple[float, Frame]] = []  # (due, frame)
 
@@ -80,6 +88,9 @@ class DaisyChain:
         if frames and not latency_s and not loss and not self._down:
             for tap in taps[:reachable]:  # the common case: every frame arrives, now
                 tap.inbox.extend(frames)
+            if (self._batch is not None and reachable == len(nodes) and not slave_modes
+                    and any(frame.frame_id == self._trigger_id for frame in frames)):  # fmt: skip
+                self._batch.prepare(now_s)  # every slave converts now: all at once
         elif frames or self._down:
             for frame in frames:
                 for index in range(reachable):
