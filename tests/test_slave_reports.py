@@ -9,8 +9,13 @@ import pytest
 
 from cellwarden.comms.can_bus import CanNetwork, Frame, FrameBlock
 from cellwarden.comms.e2e import AliveCounters
-from cellwarden.comms.internal_protocol import SlaveState, slave_messages
-from cellwarden.comms.slave_reports import ReportLayout, SlaveReport, StringReportEncoder
+from cellwarden.comms.internal_protocol import SlaveState, mask_to_bits, slave_messages
+from cellwarden.comms.slave_reports import (
+    BalancingCommands,
+    ReportLayout,
+    SlaveReport,
+    StringReportEncoder,
+)
 
 AWKWARD_VOLTAGES_V = [np.nan, np.inf, -np.inf, -0.0, -1.0, 6.5535, 6.55351, 7.0, 3.30005,
                       3.30015, 1e-4 / 2, 2.5e-4, 1e300]  # fmt: skip
@@ -135,3 +140,24 @@ def test_a_plain_python_can_receiver_gets_a_blocks_frames() -> None:
     assert plain.recv(timeout=0.0) is None
     plain.shutdown()
     network.close()
+
+
+def test_the_masters_balancing_commands_encode_as_each_slaves_codec_does() -> None:
+    rng = np.random.default_rng(3)
+    cells = [18, 17, 12, 18, 5]
+    layout = ReportLayout(cells, [3] * len(cells))
+    commands = BalancingCommands(layout)
+    counters, reference = AliveCounters(), AliveCounters()
+    for cycle in range(20):
+        mask = rng.random(sum(cells)) < rng.choice([0.0, 0.1, 0.9])
+        block = commands.encode(float(cycle), mask, counters)
+        expected, first = [], 0
+        for index, count in enumerate(cells):
+            m = slave_messages(index)
+            part = mask[first : first + count]
+            values = {m.signal("Bal", "Enable"): int(part.any()),
+                      m.signal("Bal", "Mask"): mask_to_bits(part)}  # fmt: skip
+            data = m.balancing.encode(values, alive=reference.next(m.balancing.frame_id))
+            expected.append(Frame(float(cycle), m.balancing.frame_id, data))
+            first += count
+        assert block.frames() == expected

@@ -23,12 +23,13 @@ from cellwarden.comms import frame_arrays
 from cellwarden.comms.can_bus import Frame, FrameBlock, FramePort
 from cellwarden.comms.codec import FrameCodec
 from cellwarden.comms.e2e import AliveCounters
-from cellwarden.comms.internal_protocol import mask_to_bits, trigger_codec
+from cellwarden.comms.internal_protocol import trigger_codec
 from cellwarden.comms.slave_reports import (
     STATUS,
     STATUS_SIGNALS,
     TEMPERATURES,
     VOLTAGES,
+    BalancingCommands,
     DecodedReports,
     ReportLayout,
     decode_reports,
@@ -69,7 +70,6 @@ class SlaveChainMonitor:
             first + cells for first, cells in zip(layout.first_cell, sensor_cells_per_slave,
                                                   strict=True)
         ])  # fmt: skip
-        slaves = len(slave_cells)
         # each slave's cells along the string, (slave, cell of the slave); -1 past its last
         cell = np.arange(max(slave_cells))
         self._slave_cells = np.where(cell < np.array(slave_cells)[:, None],
@@ -93,7 +93,7 @@ class SlaveChainMonitor:
         self.rejected_frames = 0
         self.frozen_frames = 0
         self._last: VoltageSample | None = None
-        self._slaves = slaves
+        self._commands = BalancingCommands(layout)
 
     # --- master → slaves ------------------------------------------------------------------
     def _send(self, now_s: float, codec: FrameCodec, values: dict) -> None:
@@ -111,20 +111,13 @@ class SlaveChainMonitor:
                     m.signal("Cfg", "MaxBoardTemp"): s.slave_max_board_temp_c,
                     m.signal("Cfg", "BalancingTimeout"): s.balancing_timeout_s,
                 })  # fmt: skip
-        mask = self._mask
-        # the whole string's mask as one integer: each slave's bits are a shift and a mask
-        every = None
-        if mask.ndim == 1 and mask.dtype == np.bool_:
-            every = int.from_bytes(np.packbits(mask, bitorder="little").tobytes(), "little")
-        for m, first, cells in zip(self.layout.messages, self.layout.first_cell.tolist(),
-                                   self.layout.cells, strict=True):  # fmt: skip
-            enable, bits = m.signal("Bal", "Enable"), m.signal("Bal", "Mask")
-            if every is not None and cells < 63:  # (as mask_to_bits counts them)
-                own = (every >> first) & ((1 << cells) - 1)
-                self._send(now_s, m.balancing, {enable: int(own != 0), bits: own})
-                continue
-            part = mask[first : first + cells]
-            self._send(now_s, m.balancing, {enable: int(part.any()), bits: mask_to_bits(part)})
+        block = self._commands.encode(now_s, self._mask, self._alive_out)
+        send_block = getattr(self.port, "send_block", None)
+        if send_block is not None:
+            send_block(block)
+        else:
+            for frame in block.frames():
+                self.port.send(frame)
         self._send(now_s, self._trigger, {"Trigger_OpenWire": int(self._open_wire_wanted)})
         self._open_wire_wanted = False
 

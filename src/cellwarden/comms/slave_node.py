@@ -71,6 +71,11 @@ class SlaveNode:
             m.config.frame_id: m.config,
         }
 
+    @property
+    def accepted_ids(self) -> frozenset[int]:
+        """The identifiers of the frames addressed to this slave (its acceptance filter)."""
+        return frozenset(self._codecs)
+
     def tick(self, now_s: float) -> None:
         """Handle every frame that arrived, then keep the bleeders within their limits."""
         codecs = self._codecs

@@ -19,7 +19,7 @@ import numpy as np
 from cellwarden.comms import frame_arrays
 from cellwarden.comms.can_bus import FrameBlock
 from cellwarden.comms.codec import ArrayLayout, FrameCodec
-from cellwarden.comms.e2e import ALIVE_MODULO
+from cellwarden.comms.e2e import ALIVE_MODULO, AliveCounters
 from cellwarden.comms.internal_protocol import (
     CELLS_PER_FRAME,
     MAX_CELLS,
@@ -215,6 +215,43 @@ class StringReportEncoder:
         np.add.at(self._next_alive, self._counter[sent], 1)
         self._next_alive %= ALIVE_MODULO
         return FrameBlock(time_s, frame_ids, payload)
+
+
+class BalancingCommands:
+    """The master's balancing command of every slave of a string as one block, byte for byte
+    as each slave's codec encodes its frame."""
+
+    def __init__(self, layout: ReportLayout) -> None:
+        codecs = [m.balancing for m in layout.messages]
+        layouts = [codec.array_layout() for codec in codecs]
+        first = layouts[0]
+        if first is None or any(
+            other is None or other.geometry() != first.geometry() for other in layouts
+        ):
+            raise ValueError("the slaves' balancing commands must map to arrays")
+        self.layout = first
+        self.frame_ids = np.array([codec.frame_id for codec in codecs])
+        self._seeds = np.array([other.crc_seed for other in layouts], dtype=np.uint8)  # type: ignore[union-attr]
+        names = [field.name for field in first.fields]
+        m = layout.messages[0]
+        self._enable = names.index(m.signal("Bal", "Enable"))
+        self._mask = names.index(m.signal("Bal", "Mask"))
+        self._first_cell = layout.first_cell.tolist()
+        self._cells = layout.cells
+
+    def encode(self, time_s: float, mask: np.ndarray, alive: AliveCounters) -> FrameBlock:
+        """Each slave's frame: its cells' bits of the string's bleed ``mask`` (booleans) and
+        whether any is set; the counters come from the master's ``alive``."""
+        every = int.from_bytes(np.packbits(mask, bitorder="little").tobytes(), "little")
+        values = np.zeros((self.frame_ids.size, 2))
+        for row, (first, cells) in enumerate(zip(self._first_cell, self._cells, strict=True)):
+            own = (every >> first) & ((1 << cells) - 1)
+            values[row, self._enable] = own != 0
+            values[row, self._mask] = own
+        counts = np.array([alive.next(frame_id) for frame_id in self.frame_ids.tolist()])
+        carried = np.ones(values.shape, dtype=bool)
+        payload = frame_arrays.encode(self.layout, values, carried, counts, self._seeds)
+        return FrameBlock(time_s, self.frame_ids, payload)
 
 
 @dataclass(frozen=True)

@@ -266,8 +266,8 @@ class FrontEndBatch:
         self._offset_v = np.concatenate([fe._offset_v for fe in front_ends])
         self._ntc_offset_c = np.concatenate([fe._ntc_offset_c for fe in front_ends])
         counts = [(fe.cell_count, fe._sensor_count) for fe in front_ends]
-        self._cell_ends = np.cumsum([c for c, _ in counts])[:-1]
-        self._sensor_ends = np.cumsum([s for _, s in counts])[:-1]
+        self._cell_spans = _spans([c for c, _ in counts])
+        self._sensor_spans = _spans([s for _, s in counts])
         tables = {id(fe._code_temp_c) for fe in front_ends if fe._sensor_count}
         self.usable = len(tables) <= 1 and all(
             fe.spec == first.spec and fe.plant is first.plant for fe in front_ends
@@ -300,12 +300,12 @@ class FrontEndBatch:
         ntc = first.spec.ntc
         temps = _ntc_readings(plant.cs[k.TEMP, self._sensors], self._ntc_offset_c,
                               np.concatenate(noise_c) * ntc.noise_c, ntc, self._table)  # fmt: skip
-        split_v = np.split(readings, self._cell_ends)
+        split_v = [readings[span] for span in self._cell_spans]
         if self._table is not None and np.isnan(temps[0]).any():
             # a front end without a NaN reads its codes from the table: convert each alone
             per_front_end = self._each_alone(noise_c)
         else:
-            split_t = [np.split(part, self._sensor_ends) for part in temps]
+            split_t = [[part[span] for span in self._sensor_spans] for part in temps]
             per_front_end = list(zip(*split_t, strict=True))
         for index, fe in enumerate(front_ends):
             pack, link = fe.hv.reading(hv_noise[index] * HV_NOISE_V)
@@ -316,13 +316,20 @@ class FrontEndBatch:
     def _each_alone(self, noise_c: list[np.ndarray]) -> list[tuple]:
         """Each front end's NTC readings converted on their own, with the noise drawn."""
         ntc = self.front_ends[0].spec.ntc
-        sensor_c = np.split(self.plant.cs[k.TEMP, self._sensors], self._sensor_ends)
-        offsets = np.split(self._ntc_offset_c, self._sensor_ends)
+        sensor_c = self.plant.cs[k.TEMP, self._sensors]
+        sensor_c = [sensor_c[span] for span in self._sensor_spans]
+        offsets = [self._ntc_offset_c[span] for span in self._sensor_spans]
         return [
             _ntc_readings(temp_c, offset_c, noise * ntc.noise_c, ntc,
                           self._table if temp_c.size else None)
             for temp_c, offset_c, noise in zip(sensor_c, offsets, noise_c, strict=True)
         ]  # fmt: skip
+
+
+def _spans(counts: list[int]) -> list[slice]:
+    """Consecutive slices of the given lengths."""
+    ends = np.cumsum(counts).tolist()
+    return [slice(end - count, end) for count, end in zip(counts, ends, strict=True)]
 
 
 _CODE_TABLES: dict[tuple, np.ndarray | None] = {}

@@ -63,6 +63,10 @@ class DaisyChain:
             else None
         )
         self._trigger_id = trigger_codec().frame_id
+        self._recipients: dict[int, list[int]] = {}  # frame identifier -> slaves taking it
+        for index, node in enumerate(nodes):
+            for frame_id in node.accepted_ids:
+                self._recipients.setdefault(frame_id, []).append(index)
         self._down: list[tuple[float, int, Frame]] = []  # (due, slave, frame)
         self._up: list[tuple[float, Frame]] = []  # (due, frame)
 
@@ -86,8 +90,12 @@ class DaisyChain:
         corruption = [f for f in chain if f.mode == "corruption"]
         frames = self.port.receive()
         if frames and not latency_s and not loss and not self._down:
-            for tap in taps[:reachable]:  # the common case: every frame arrives, now
-                tap.inbox.extend(frames)
+            # the common case: every frame arrives, now, at the slaves whose filter takes it
+            recipients = self._recipients
+            for frame in frames:
+                for index in recipients.get(frame.frame_id, ()):
+                    if index < reachable:
+                        taps[index].inbox.append(frame)
             if (self._batch is not None and reachable == len(nodes) and not slave_modes
                     and any(frame.frame_id == self._trigger_id for frame in frames)):  # fmt: skip
                 self._batch.prepare(now_s)  # every slave converts now: all at once
