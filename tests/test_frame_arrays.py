@@ -7,7 +7,9 @@ arriving as single frames or as blocks."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from cellwarden.comms import frame_arrays
 from cellwarden.comms.can_bus import Frame, FrameBlock
 from cellwarden.comms.codec import FrameError
 from cellwarden.comms.e2e import AliveCheck, Verdict, frame_crc
@@ -20,6 +22,7 @@ from cellwarden.comms.internal_protocol import (
     slave_messages,
 )
 from cellwarden.comms.slave_chain import SlaveChainMonitor
+from cellwarden.compiled import HAVE_NUMBA
 
 SLAVE_CELLS = [18, 16, 18, 12]
 SENSORS = [np.arange(0, 18, 3), np.arange(0, 16, 4), np.arange(0, 18, 2), np.arange(0, 12, 6)]
@@ -198,7 +201,9 @@ def as_blocks(rng: np.random.Generator, frames: list[Frame]) -> list[Frame | Fra
     return items
 
 
-def test_array_decode_matches_the_frame_by_frame_rules():
+@pytest.mark.parametrize("compiled", [True, False], ids=["numba", "numpy"])
+def test_array_decode_matches_the_frame_by_frame_rules(monkeypatch, compiled: bool):
+    monkeypatch.setattr(frame_arrays, "USE_NUMBA", compiled and HAVE_NUMBA)
     rng = np.random.default_rng(16)
     port = Replay()
     chain = SlaveChainMonitor(port, SLAVE_CELLS, SENSORS, Hv())

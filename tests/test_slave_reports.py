@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cellwarden.comms import frame_arrays
 from cellwarden.comms.can_bus import CanNetwork, Frame, FrameBlock
 from cellwarden.comms.e2e import AliveCounters
 from cellwarden.comms.internal_protocol import SlaveState, mask_to_bits, slave_messages
@@ -16,6 +17,7 @@ from cellwarden.comms.slave_reports import (
     SlaveReport,
     StringReportEncoder,
 )
+from cellwarden.compiled import HAVE_NUMBA
 
 AWKWARD_VOLTAGES_V = [np.nan, np.inf, -np.inf, -0.0, -1.0, 6.5535, 6.55351, 7.0, 3.30005,
                       3.30015, 1e-4 / 2, 2.5e-4, 1e300]  # fmt: skip
@@ -59,8 +61,10 @@ def _frames_one_by_one(index: int, report: SlaveReport, alive: AliveCounters) ->
     return sent
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["numba", "numpy"])
 @pytest.mark.parametrize("seed", range(6))
-def test_a_strings_reports_encode_as_its_slaves_codecs_do(seed: int) -> None:
+def test_a_strings_reports_encode_as_its_slaves_codecs_do(monkeypatch, seed, compiled) -> None:
+    monkeypatch.setattr(frame_arrays, "USE_NUMBA", compiled and HAVE_NUMBA)
     rng = np.random.default_rng(seed)
     slaves = int(rng.integers(1, 17))
     cells = rng.integers(1, 19, slaves).tolist()

@@ -17,8 +17,10 @@ import numpy as np
 from cellwarden.comms.can_bus import Frame
 from cellwarden.comms.codec import ArrayLayout
 from cellwarden.comms.e2e import _CRC_TABLE, ALIVE_MODULO
+from cellwarden.compiled import HAVE_NUMBA, njit
 
 CRC_TABLE = np.array(_CRC_TABLE, dtype=np.uint8)
+USE_NUMBA = HAVE_NUMBA  # the compiled kernels by default, where numba is installed
 WORD_BITS = (1 << 64) - 1
 
 
@@ -50,6 +52,7 @@ def encode(
     seeds: np.ndarray,
     labels: np.ndarray | None = None,
     base_words: np.ndarray | None = None,
+    compiled: bool | None = None,
 ) -> np.ndarray:
     """``(n, 8)`` payloads of ``n`` frames of one layout, as ``FrameCodec.encode`` makes them.
 
@@ -58,12 +61,25 @@ def encode(
     where not -1, a value-table raw value sent instead of the number. ``alive`` holds the
     frames' counters and ``seeds`` their identifiers' CRC registers. Frames of several layouts
     of equal ``geometry`` (multiplexed frames, or one message of several senders) go in one
-    call, each with its layout's ``base_word`` in ``base_words``."""
+    call, each with its layout's ``base_word`` in ``base_words``. ``compiled`` (default
+    ``USE_NUMBA``) runs the numba kernel, which gives the same bytes as the NumPy code below."""
     if layout.length != 8:
         raise ValueError("encode() packs 8-byte frames")
+    compiled = USE_NUMBA if compiled is None else compiled
     count = values.shape[0]
     fields = _fields(layout)
-    number = np.nan_to_num(values, nan=0.0, posinf=np.inf, neginf=-np.inf)
+    if base_words is None:
+        base_words = np.full(count, layout.base_word, dtype=np.uint64)
+    if compiled:
+        return _encode_kernel(
+            np.ascontiguousarray(values, dtype=np.float64), np.ascontiguousarray(carried),
+            np.full(values.shape, -1) if labels is None else np.ascontiguousarray(labels),
+            base_words.astype(np.uint64), np.asarray(alive, dtype=np.int64),
+            np.asarray(seeds, dtype=np.uint8), fields.low, fields.high, fields.offset,
+            fields.scale, fields.shift, fields.mask, fields.in_place, fields.alive_bits,
+            np.uint64(layout.alive_clear & WORD_BITS), layout.protected, CRC_TABLE,
+        )  # fmt: skip
+    number = np.where(np.isnan(values), 0.0, values)
     np.clip(number, fields.low, fields.high, out=number)
     number -= fields.offset  # (an identity signal's offset is 0 and its scale 1: exact)
     number /= fields.scale
@@ -73,10 +89,9 @@ def encode(
         labelled = labels >= 0
         raw = np.where(labelled, labels, raw)
         given = given | labelled
-    bits = np.where(given, raw, 0.0).astype(np.uint64) << fields.shift
+    bits = (np.where(given, raw, 0.0).astype(np.uint64) & fields.mask) << fields.shift
     taken = np.bitwise_or.reduce(np.where(given, fields.in_place, np.uint64(0)), axis=1)
-    word = np.full(count, layout.base_word, dtype=np.uint64) if base_words is None else \
-        base_words.astype(np.uint64)  # fmt: skip
+    word = base_words.astype(np.uint64)
     word &= ~taken
     word |= np.bitwise_or.reduce(bits, axis=1)
     if layout.alive_bits:
@@ -85,6 +100,39 @@ def encode(
     payload = word.astype("<u8").view(np.uint8).reshape(count, 8)
     if layout.protected:
         payload[:, 7] = crcs(payload, seeds)
+    return payload
+
+
+@njit(cache=True)
+def _encode_kernel(values, carried, labels, base_words, alive, seeds, low, high, offset, scale,
+                   shift, mask, in_place, alive_bits, alive_clear, protected, crc_table):  # fmt: skip
+    """``encode``, frame by frame and signal by signal, to the same bytes."""
+    count, columns = values.shape
+    payload = np.empty((count, 8), dtype=np.uint8)
+    for row in range(count):
+        word = base_words[row]
+        for column in range(columns):
+            label = labels[row, column]
+            if label >= 0:
+                raw = np.uint64(label)
+            elif carried[row, column]:
+                number = values[row, column]
+                if number != number:
+                    number = 0.0
+                number = min(max(number, low[column]), high[column])
+                raw = np.uint64(np.rint((number - offset[column]) / scale[column]))
+            else:
+                continue
+            word = (word & ~in_place[column]) | ((raw & mask[column]) << shift[column])
+        if alive_bits.size:
+            word = (word & alive_clear) | alive_bits[alive[row] % 16]
+        for byte in range(8):
+            payload[row, byte] = (word >> np.uint64(8 * byte)) & np.uint64(0xFF)
+        if protected:
+            crc = seeds[row]
+            for byte in range(7):
+                crc = crc_table[crc ^ payload[row, byte]]
+            payload[row, 7] = crc ^ 0xFF
     return payload
 
 
@@ -99,16 +147,83 @@ def raw(word: np.ndarray, shift: np.ndarray | int, mask: np.ndarray | int) -> np
     return (word >> np.asarray(shift, dtype=np.uint64)) & np.asarray(mask, dtype=np.uint64)
 
 
-def decode(layout: ArrayLayout, word: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(physical values, raw values) of each frame's signals, ``(n, len(layout.fields))``:
-    ``raw * scale + offset`` as ``FrameCodec.decode`` computes it (where a value table names
-    the raw value, ``decode`` gives the label instead: see ``ArrayField.labels``)."""
+@dataclass(frozen=True)
+class DecodedFrames:
+    """Frames of one layout decoded: per frame whether it is usable (its CRC holds and its
+    multiplexer value is defined), its multiplexer value and alive counter, and its signals'
+    physical values (``raw * scale + offset``, as ``FrameCodec.decode`` computes them; where
+    a value table names the raw value, ``decode`` gives the label instead: see ``raws``)."""
+
+    usable: np.ndarray
+    mux: np.ndarray
+    alive: np.ndarray
+    values: np.ndarray  # (frames, signals)
+    raws: np.ndarray
+
+
+def decode(
+    layout: ArrayLayout,
+    payload: np.ndarray,
+    seeds: np.ndarray,
+    mux_values: int = 1,
+    compiled: bool | None = None,
+) -> DecodedFrames:
+    """``(n, 8)`` payloads of frames of ``layout``'s geometry, whose identifiers' CRC
+    registers are ``seeds`` and whose multiplexer values ``0 .. mux_values - 1`` are defined.
+    ``compiled`` (default ``USE_NUMBA``) runs the numba kernel, which gives the same arrays as
+    the NumPy code below."""
     fields = _fields(layout)
+    compiled = USE_NUMBA if compiled is None else compiled
+    mux_shift, mux_mask = layout.mux or (0, 0)
+    alive_shift, alive_mask = layout.alive or (0, 0)
+    if compiled:
+        return DecodedFrames(*_decode_kernel(
+            np.ascontiguousarray(payload), np.asarray(seeds, dtype=np.uint8), layout.protected,
+            np.uint64(mux_shift), np.uint64(mux_mask), mux_values, np.uint64(alive_shift),
+            np.uint64(alive_mask), fields.shift, fields.mask, fields.scale, fields.offset,
+            CRC_TABLE,
+        ))  # fmt: skip
+    word = words(payload)
+    mux = raw(word, mux_shift, mux_mask).astype(np.int64)
+    usable = mux < mux_values
+    if layout.protected:
+        usable &= crc_holds(payload, seeds)
     raws = (word[:, None] >> fields.shift) & fields.mask
     values = raws.astype(np.float64)
     values *= fields.scale
     values += fields.offset
-    return values, raws
+    alive = raw(word, alive_shift, alive_mask).astype(np.int64)
+    return DecodedFrames(usable, mux, alive, values, raws)
+
+
+@njit(cache=True)
+def _decode_kernel(payload, seeds, protected, mux_shift, mux_mask, mux_values, alive_shift,
+                   alive_mask, shift, mask, scale, offset, crc_table):  # fmt: skip
+    """``decode``, frame by frame and signal by signal, to the same arrays."""
+    count, columns = payload.shape[0], shift.size
+    usable = np.empty(count, dtype=np.bool_)
+    mux = np.empty(count, dtype=np.int64)
+    alive = np.empty(count, dtype=np.int64)
+    values = np.empty((count, columns))
+    raws = np.empty((count, columns), dtype=np.uint64)
+    for row in range(count):
+        word = np.uint64(0)
+        for byte in range(8):
+            word |= np.uint64(payload[row, byte]) << np.uint64(8 * byte)
+        mux[row] = np.int64((word >> mux_shift) & mux_mask)
+        good = mux[row] < mux_values
+        if protected:
+            crc = seeds[row]
+            for byte in range(7):
+                crc = crc_table[crc ^ payload[row, byte]]
+            good = good and payload[row, 7] == (crc ^ 0xFF)
+        usable[row] = good
+        alive[row] = np.int64((word >> alive_shift) & alive_mask)
+        for column in range(columns):
+            bits = (word >> shift[column]) & mask[column]
+            raws[row, column] = bits
+            values[row, column] = np.float64(bits) * scale[column] + offset[column]
+    return usable, mux, alive, values, raws
 
 
 @dataclass(frozen=True)

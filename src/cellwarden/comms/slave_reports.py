@@ -274,7 +274,6 @@ def decode_reports(layout: ReportLayout, frame_ids: np.ndarray, payload: np.ndar
     """The report frames ``frame_ids`` (all ``layout.ours``) with their ``(n, 8)`` payloads."""
     kind = layout.kind_of_id[frame_ids]
     slave = layout.slave_of_id[frame_ids]
-    word = frame_arrays.words(payload)
     count = frame_ids.size
     usable = np.zeros(count, dtype=bool)
     alive = np.zeros(count, dtype=np.int64)
@@ -284,25 +283,16 @@ def decode_reports(layout: ReportLayout, frame_ids: np.ndarray, payload: np.ndar
     for number, spec in enumerate(layout.kinds):
         rows = np.flatnonzero(kind == number)
         rows_of.append(rows)
-        columns = spec.columns
-        if not rows.size:
-            values.append(np.empty((0, columns)))
-            raws.append(np.empty((0, columns), dtype=np.uint64))
-            continue
-        sender, own = slave[rows], word[rows]
-        if spec.layout.mux is not None:
-            keys = frame_arrays.raw(own, *spec.layout.mux).astype(np.int64)
-        else:
-            keys = np.zeros(rows.size, dtype=np.int64)
-        defined = keys < spec.base_words.size
-        good = frame_arrays.crc_holds(payload[rows], spec.seeds[sender]) & defined
-        usable[rows] = good
-        alive[rows] = frame_arrays.raw(own, *spec.layout.alive).astype(np.int64)
-        key[rows] = np.minimum(keys, spec.base_words.size - 1)
-        part[rows] = np.where(keys < spec.frames[sender], spec.first_part[sender] + keys, -1)
-        decoded, raw = frame_arrays.decode(spec.layout, own)
-        values.append(decoded)
-        raws.append(raw)
+        sender = slave[rows]
+        keys = spec.base_words.size
+        decoded = frame_arrays.decode(spec.layout, payload[rows], spec.seeds[sender], keys)
+        usable[rows] = decoded.usable
+        alive[rows] = decoded.alive
+        key[rows] = np.minimum(decoded.mux, keys - 1)
+        sent = decoded.mux < spec.frames[sender]
+        part[rows] = np.where(sent, spec.first_part[sender] + decoded.mux, -1)
+        values.append(decoded.values)
+        raws.append(decoded.raws)
     return DecodedReports(kind, slave, usable, alive, layout.counter_of_id[frame_ids], part,
                           key, values, raws, rows_of)  # fmt: skip
 

@@ -27,19 +27,8 @@ import math
 
 import numpy as np
 
-try:
-    from numba import njit
-
-    HAVE_NUMBA = True
-except ImportError:  # pragma: no cover - exercised only where numba is missing
-    HAVE_NUMBA = False
-
-    def njit(*args, **kwargs):  # type: ignore[no-redef]
-        def wrap(function):
-            return function
-
-        return wrap(args[0]) if args and callable(args[0]) else wrap
-
+from cellwarden.compiled import HAVE_NUMBA as HAVE_NUMBA  # re-exported (until bms imports compiled)
+from cellwarden.compiled import njit
 
 # --- cell state columns (cs) ---
 (

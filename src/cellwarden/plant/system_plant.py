@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cellwarden.compiled import HAVE_NUMBA
 from cellwarden.model.faults import (
     CoolingFailure,
     ExternalShort,
@@ -43,7 +44,7 @@ class SystemPlant:
         initial: InitialState | None = None,
         ambient_temp_c: float = 25.0,
         charger: ChargerSpec | None = None,
-        use_numba: bool = k.HAVE_NUMBA,
+        use_numba: bool = HAVE_NUMBA,
     ) -> None:
         self.system = system
         self.layout: PlantLayout = build_layout(system)
