@@ -185,9 +185,8 @@ class SimulatedCellMonitor:
         span = spec.derate_stop_c - spec.derate_start_c
         duty *= min(1.0, max(0.0, (spec.derate_stop_c - board_c) / span)) if span > 0 else 1.0
         self._duty = duty
-        conductance = self.plant.gs[k.G_BLEED_G].copy()
-        conductance[self._cells] = np.where(mask, duty / spec.bleed_resistance_ohm, 0.0)
-        self.plant.set_bleed_conductance(conductance)
+        conductance = np.where(mask, duty / spec.bleed_resistance_ohm, 0.0)
+        self.plant.set_bleed_conductance(conductance, self._cells)
 
     def balancing_duty(self) -> float:
         return self._duty

@@ -220,9 +220,12 @@ class SystemPlant:
         self.charger.request = request
         self._sync_charger()
 
-    def set_bleed_conductance(self, conductance_s: np.ndarray) -> None:
-        """Balancing: the conductance of the bleed resistor switched across each series group."""
-        self.gs[k.G_BLEED_G] = conductance_s
+    def set_bleed_conductance(
+        self, conductance_s: np.ndarray, groups: slice | np.ndarray = slice(None)
+    ) -> None:
+        """Balancing: the conductance of the bleed resistor switched across each series group
+        (of ``groups`` only, when given)."""
+        self.gs[k.G_BLEED_G, groups] = conductance_s
 
     def short_circuit_tripped(self, string: int) -> bool:
         """Whether the string's analog short-circuit cut-off has opened its path."""
