@@ -104,8 +104,9 @@ def encode(
 
 
 @njit(cache=True)
-def _encode_kernel(values, carried, labels, base_words, alive, seeds, low, high, offset, scale,
-                   shift, mask, in_place, alive_bits, alive_clear, protected, crc_table):  # fmt: skip
+def _encode_kernel(values, carried, labels, base_words, alive, seeds, low, high, offset,
+                   scale, shift, mask, in_place, alive_bits, alive_clear, protected,
+                   crc_table):  # fmt: skip
     """``encode``, frame by frame and signal by signal, to the same bytes."""
     count, columns = values.shape
     payload = np.empty((count, 8), dtype=np.uint8)

@@ -34,6 +34,7 @@ from cellwarden.comms.slave_reports import (
     ReportLayout,
     decode_reports,
 )
+from cellwarden.compiled import njit
 from cellwarden.hardware.interfaces import TemperatureSample, VoltageSample
 from cellwarden.model.bms import InternalBusSettings
 
@@ -147,7 +148,22 @@ class SlaveChainMonitor:
             self._store(decode_reports(self.layout, np.concatenate(ids), np.concatenate(payloads)))
 
     def _store(self, decoded: DecodedReports) -> None:
-        """Judge each frame (CRC, multiplexer, alive counter) and keep what it carries."""
+        """Judge each frame (CRC, multiplexer, alive counter) and keep what it carries; the
+        numba kernel where ``frame_arrays.USE_NUMBA``, else with NumPy (the same arrays)."""
+        if frame_arrays.USE_NUMBA:
+            layout = self.layout
+            voltages, temperatures = layout.kinds[VOLTAGES], layout.kinds[TEMPERATURES]
+            rejected, frozen = _store_kernel(
+                decoded.kind, decoded.slave, decoded.key, decoded.usable, decoded.alive,
+                decoded.counter, decoded.part, decoded.position, *decoded.values,
+                *decoded.raws, self._last_alive, self._seen, voltages.sources,
+                temperatures.sources, self._slave_cells, layout.ntc_open_raw,
+                layout.ntc_short_raw, OPEN_WIRE, BALANCING, DUTY, self._voltage_v, self._temp_c,
+                self._ntc_open, self._ntc_short, self._open_wire, self._balancing, self._duty,
+            )  # fmt: skip
+            self.rejected_frames += rejected
+            self.frozen_frames += frozen
+            return
         usable = np.flatnonzero(decoded.usable)
         self.rejected_frames += decoded.usable.size - usable.size
         repeated = _repeated(self._last_alive, decoded.counter[usable], decoded.alive[usable])
@@ -237,6 +253,51 @@ class SlaveChainMonitor:
     def lost_modules(self) -> int:
         missed = np.maximum.reduceat(self._age, self._first_part)
         return int(np.count_nonzero(missed >= self.settings.timeout_cycles))
+
+
+@njit(cache=True)
+def _store_kernel(kind, slave, key, usable, alive, counter, part, position, voltage_values,
+                  temperature_values, status_values, voltage_raws, temperature_raws, status_raws,
+                  last_alive, seen, voltage_sources, temperature_sources, slave_cells, open_raw,
+                  short_raw, open_wire_column, balancing_column, duty_column, voltage_v, temp_c,
+                  ntc_open, ntc_short, open_wire, balancing, duty):  # fmt: skip
+    """``SlaveChainMonitor._store`` frame by frame in arrival order: (rejected, frozen)."""
+    rejected = frozen = 0
+    for row in range(kind.size):
+        if not usable[row]:
+            rejected += 1
+            continue
+        previous = last_alive[counter[row]]
+        last_alive[counter[row]] = alive[row]
+        if previous == alive[row]:
+            frozen += 1
+            continue
+        if part[row] >= 0:
+            seen[part[row]] = True
+        at, sender, group = position[row], slave[row], key[row]
+        if kind[row] == 0:
+            for column in range(voltage_sources.shape[2]):
+                target = voltage_sources[sender, group, column]
+                if target >= 0:
+                    voltage_v[target] = voltage_values[at, column]
+        elif kind[row] == 1:
+            for column in range(temperature_sources.shape[2]):
+                target = temperature_sources[sender, group, column]
+                if target >= 0:
+                    code = temperature_raws[at, column]
+                    ntc_open[target] = code == open_raw
+                    ntc_short[target] = code == short_raw
+                    labelled = ntc_open[target] or ntc_short[target]
+                    temp_c[target] = np.nan if labelled else temperature_values[at, column]
+        else:
+            for cell in range(slave_cells.shape[1]):
+                target = slave_cells[sender, cell]
+                if target >= 0:
+                    bit = np.uint64(cell)
+                    open_wire[target] = (status_raws[at, open_wire_column] >> bit) & 1
+                    balancing[target] = (status_raws[at, balancing_column] >> bit) & 1
+                    duty[target] = status_values[at, duty_column]
+    return rejected, frozen
 
 
 def _repeated(last_alive: np.ndarray, counter: np.ndarray, alive: np.ndarray) -> np.ndarray:

@@ -265,6 +265,7 @@ class DecodedReports:
     counter: np.ndarray  # which alive counter (identifier) the row belongs to
     part: np.ndarray  # which part of its slave's report (-1: none of this string's layout)
     key: np.ndarray
+    position: np.ndarray  # each row's index among its kind's rows
     values: list[np.ndarray]  # per kind: (its rows, columns) physical values
     raws: list[np.ndarray]
     rows: list[np.ndarray]  # per kind: its rows' positions
@@ -279,10 +280,12 @@ def decode_reports(layout: ReportLayout, frame_ids: np.ndarray, payload: np.ndar
     alive = np.zeros(count, dtype=np.int64)
     key = np.zeros(count, dtype=np.int64)
     part = np.full(count, -1)
+    position = np.zeros(count, dtype=np.int64)
     values, raws, rows_of = [], [], []
     for number, spec in enumerate(layout.kinds):
         rows = np.flatnonzero(kind == number)
         rows_of.append(rows)
+        position[rows] = np.arange(rows.size)
         sender = slave[rows]
         keys = spec.base_words.size
         decoded = frame_arrays.decode(spec.layout, payload[rows], spec.seeds[sender], keys)
@@ -294,7 +297,7 @@ def decode_reports(layout: ReportLayout, frame_ids: np.ndarray, payload: np.ndar
         values.append(decoded.values)
         raws.append(decoded.raws)
     return DecodedReports(kind, slave, usable, alive, layout.counter_of_id[frame_ids], part,
-                          key, values, raws, rows_of)  # fmt: skip
+                          key, position, values, raws, rows_of)  # fmt: skip
 
 
 def _joined(
