@@ -12,6 +12,7 @@ from rich.table import Table
 
 from bench import (
     bms_cycle,
+    campaign_speed,
     can_bus_load,
     closed_loop_can_speed,
     cloud_api,
@@ -34,6 +35,7 @@ BENCHES = {
     "can_bus_load": can_bus_load.measure,
     "closed_loop_can_speed": closed_loop_can_speed.measure,
     "multi_master_speed": multi_master_speed.measure,
+    "campaign_speed": campaign_speed.measure,
     "edge_bytes": edge_bytes.measure,
     "edge_fleet": edge_fleet.measure,
     "cloud_ingest": cloud_ingest.measure,

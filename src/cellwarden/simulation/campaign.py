@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import copy
 import multiprocessing
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,7 @@ class TestResult:
     passed: bool
     detail: str
     reference: str
+    wall_s: float = field(default=0.0, compare=False)  # how long it took (not a result)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -660,9 +662,11 @@ def run_test(scenario: Scenario, test: CampaignTest) -> TestResult:
     data["controller"] = "bms"
     data["timing"] = FIRMWARE_TIMING
     prepared = Scenario.model_validate(data)
+    started = time.perf_counter()
     result = Simulation(prepared).run()
     verdict = test.judge(result, prepared)
-    return TestResult(scenario.name, test.name, verdict.passed, verdict.detail, test.reference)
+    return TestResult(scenario.name, test.name, verdict.passed, verdict.detail, test.reference,
+                      time.perf_counter() - started)  # fmt: skip
 
 
 def run_campaign(
