@@ -2,7 +2,9 @@
 
 It is built from the cell's configuration (nominal values), never from the plant: the real
 cells differ from it by their spread, their ageing and whatever the datasheet got wrong.
-All tables sit on one uniform grid, so one lookup gives every quantity of every cell.
+All tables sit on one uniform grid, so one lookup gives every quantity of every cell. The
+lookup runs compiled (``bms.soc_kernel``, the same numbers to the last bit) where numba is
+installed; the NumPy code here is its reference.
 """
 
 from __future__ import annotations
@@ -11,12 +13,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cellwarden.bms import soc_kernel as kernel
+from cellwarden.bms.soc_kernel import (
+    DEEP_DISCHARGE_SLOPE_V,
+    ENERGY,
+    NAN_STATE,
+    OCV_CHARGE,
+    OCV_DISCHARGE,
+    OVERCHARGE_SLOPE_V,
+    R0,
+    R1,
+    R2,
+    TAU1,
+    TAU2,
+)
+from cellwarden.compiled import HAVE_NUMBA
 from cellwarden.model.cell import CellSpec
 from cellwarden.model.tables import Table2D
 
-OVERCHARGE_SLOPE_V = 3.0  # gentle: a steep wall here makes the filter overshoot at start-up
-DEEP_DISCHARGE_SLOPE_V = 10.0
-(OCV_DISCHARGE, OCV_CHARGE, R0, R1, TAU1, R2, TAU2, ENERGY) = range(8)
 SOC_POINTS = 201  # uniform SoC grid, 0.5 % apart
 TEMP_STEP_C = 5.0  # uniform temperature grid from -40 to 85 °C
 
@@ -53,9 +67,11 @@ class CellPoint:
 
 
 class CellModel:
-    """Vectorised lookups for a series element of ``parallel`` cells."""
+    """Vectorised lookups for a series element of ``parallel`` cells; ``use_numba`` runs the
+    lookup compiled (bit-identical)."""
 
-    def __init__(self, cell: CellSpec, parallel: int = 1) -> None:
+    def __init__(self, cell: CellSpec, parallel: int = 1, use_numba: bool = HAVE_NUMBA) -> None:
+        self.use_numba = use_numba
         self.cell = cell
         self.parallel = parallel
         self.capacity_ah = cell.capacity_ah * parallel
@@ -84,6 +100,15 @@ class CellModel:
         n_soc = self.soc_grid.size
         self._flat = self._stack.reshape(self._stack.shape[0], -1)
         self._corner_offsets = np.array([0, n_soc, 1, n_soc + 1])
+        # the compiled lookup reads the same numbers grid point by grid point: a cell's
+        # quantities at one corner then share a cache line
+        self.tables = kernel.CellTables(
+            np.ascontiguousarray(self._flat.T),
+            n_soc,
+            self.temp_grid_c.size,
+            float(self.temp_grid_c[0]),
+            TEMP_STEP_C,
+        )
         if cell.taper_resistance_ohm is not None:
             self.taper_resistance_ohm = cell.taper_resistance_ohm / parallel
         else:
@@ -91,15 +116,35 @@ class CellModel:
             self.taper_resistance_ohm = float((full.r0_ohm + full.r1_ohm + full.r2_ohm)[0])
 
     def at(self, soc: np.ndarray, temp_c: np.ndarray, hyst: np.ndarray | float = 0.0) -> CellPoint:
-        """All quantities at each cell's state, from one bilinear lookup."""
+        """All quantities at each cell's state, from one bilinear lookup (compiled or NumPy).
+
+        A NaN SoC or temperature is an error (``ValueError``)."""
+        if not self.use_numba:
+            return self._at_numpy(soc, temp_c, hyst)
+        soc, temp_c, hyst = (np.asarray(v, dtype=float) for v in (soc, temp_c, hyst))
+        shape = soc.shape
+        if temp_c.shape != shape or hyst.shape != shape:
+            shape = np.broadcast_shapes(shape, temp_c.shape, hyst.shape)
+        values = kernel.cell_points(
+            self.tables,
+            kernel.cell_array(soc, shape),
+            kernel.cell_array(temp_c, shape),
+            kernel.cell_array(hyst, shape),
+        )
+        return CellPoint(*values.reshape((kernel.POINT_QUANTITIES, *shape)))
+
+    def _at_numpy(self, soc: np.ndarray, temp_c: np.ndarray, hyst: np.ndarray | float) -> CellPoint:
+        """``at`` vectorised with NumPy: the reference of ``soc_kernel.point_at``."""
         soc = np.asarray(soc, float)
         n_soc, n_temp = self.soc_grid.size, self.temp_grid_c.size
         x = np.clip(soc, 0.0, 1.0) * (n_soc - 1)
-        j = np.minimum(x.astype(np.int64), n_soc - 2)
-        fx = x - j
         y = np.clip(
             (np.asarray(temp_c, float) - self.temp_grid_c[0]) / TEMP_STEP_C, 0.0, n_temp - 1.0
         )
+        if np.isnan(x).any() or np.isnan(y).any():
+            raise ValueError(NAN_STATE)
+        j = np.minimum(x.astype(np.int64), n_soc - 2)
+        fx = x - j
         k = np.minimum(y.astype(np.int64), n_temp - 2)
         fy = y - k
         # the four corners of every cell's grid square, gathered in one go from the flat table

@@ -39,30 +39,55 @@ Further safeguards:
 - after a long rest the dynamic errors are known to be gone, and at the end of a CV charge
   the SoC is read from the taper (``correct_at_rest``, ``mark_full``, called by
   ``bms.recalibration``).
+
+``step`` runs compiled (``bms.soc_kernel``) where numba is installed, with the same float64
+results to the last bit; the NumPy code here is its reference, and adds every sum in the
+kernel's order (``_dot``). The state layout and the constants above live in the kernel module.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from cellwarden.bms import soc_kernel as kernel
 from cellwarden.bms.cell_model import CellModel, CellPoint
+from cellwarden.bms.soc_kernel import (
+    DYNAMIC,
+    INNOVATION_GATE,
+    ITERATIONS,
+    RELINEARISE_SOC,
+    RHO,
+    RHO_BOUNDS,
+    RHO_MIN_CURRENT_C,
+    SOC,
+    SOC_BOUNDS,
+    STATES,
+    TABLE,
+    V1,
+    V2,
+    FilterNoise,
+    FilterTransition,
+)
+from cellwarden.compiled import HAVE_NUMBA
 from cellwarden.model.bms import EstimationSettings
 
-SOC_BOUNDS = (-0.05, 1.05)
-SOC, V1, V2, DYNAMIC, TABLE, RHO = range(6)
-STATES = 6
-RHO_BOUNDS = (0.3, 3.0)
 REST_RELAXATION_V = 0.002  # relaxation a rested cell may still have left (rest re-anchoring)
 FULL_SOC_SIGMA = 0.005
 START_RELAXATION_V = 0.010  # a voltage at power-up may not have relaxed by this much
-ITERATIONS = 6  # at most, for a large correction (iterated EKF)
-RELINEARISE_SOC = 0.005  # an update that moves the SoC further is done again from there
-INNOVATION_GATE = 4.0  # standard deviations
-RHO_MIN_CURRENT_C = 0.2  # smaller currents (balancing, noise) do not inform the R0 scale
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Σ a·b over the last axis, added left to right: the compiled kernel's order (einsum and
+    NumPy's reductions add in orders of their own)."""
+    total = a[..., 0] * b[..., 0]
+    for j in range(1, a.shape[-1]):
+        total = total + a[..., j] * b[..., j]
+    return total
 
 
 class SocEstimator:
-    """EKF over all series cells of a string."""
+    """EKF over all series cells of a string; ``use_numba`` runs ``step`` compiled
+    (bit-identical)."""
 
     def __init__(
         self,
@@ -70,7 +95,9 @@ class SocEstimator:
         cell_count: int,
         settings: EstimationSettings,
         current_noise_a: float,
+        use_numba: bool = HAVE_NUMBA,
     ) -> None:
+        self.use_numba = use_numba
         self.model = model
         self.settings = settings
         self.current_noise_a = current_noise_a
@@ -146,45 +173,103 @@ class SocEstimator:
         model at the state before the step; the OCV after it follows from the slope and the
         hysteresis change (exact inside one 0.5 % table cell).
         """
-        model, s, x = self.model, self.settings, self.x
-        a1, a2 = np.exp(-dt_s / point.tau1_s), np.exp(-dt_s / point.tau2_s)
+        transition, noise = self._transition(dt_s, mean_current_a, point)
+        if not self.use_numba:
+            ocv = self._predict(transition, noise, mean_current_a, point)
+            self._correct(cell_voltage_v, current_a, ocv, point, temp_c, noise)
+            return
+        shape = (self.x.shape[0],)
+        per_cell = (mean_current_a, current_a, cell_voltage_v, temp_c, self.capacity_ah,
+                    point.ocv_v, point.ocv_slope_v, point.half_gap_v, point.r0_ohm,
+                    point.r1_ohm, point.r2_ohm)  # fmt: skip
+        kernel.filter_step(
+            self.x, self.covariance, self.hyst, self._dynamic_var, self._table_var,
+            self.model.tables, *(kernel.cell_array(value, shape) for value in per_cell),
+            transition, noise,
+        )  # fmt: skip
+
+    def _transition(
+        self, dt_s: float, mean_current_a: np.ndarray, point: CellPoint
+    ) -> tuple[FilterTransition, FilterNoise]:
+        """The step's decays and noise terms, for both implementations (NumPy's exp and Python's
+        squares, so that both use the very same numbers)."""
+        s = self.settings
         gain = dt_s / (3600.0 * self.capacity_ah)
         moved = mean_current_a * gain
-        forget = np.exp(-dt_s / s.model_error_time_s)
-        table_keep = np.exp(-np.abs(moved) / s.ocv_error_span_soc)
-        rho_keep = np.exp(-dt_s / s.resistance_drift_time_s)
-        x[:, SOC] += moved
-        x[:, V1] = a1 * x[:, V1] + point.r1_ohm * (1.0 - a1) * mean_current_a
-        x[:, V2] = a2 * x[:, V2] + point.r2_ohm * (1.0 - a2) * mean_current_a
-        x[:, DYNAMIC] *= forget
-        x[:, TABLE] *= table_keep
-        x[:, RHO] = 1.0 + rho_keep * (x[:, RHO] - 1.0)
+        forget = float(np.exp(-dt_s / s.model_error_time_s))
+        rho_keep = float(np.exp(-dt_s / s.resistance_drift_time_s))
+        rate = self.model.hysteresis_rate
+        hyst_step = np.zeros_like(gain)
+        if rate > 0:
+            hyst_step = -np.expm1(-rate * np.abs(mean_current_a) * gain)
+        transition = FilterTransition(
+            gain=gain,
+            moved=moved,
+            a1=np.exp(-dt_s / point.tau1_s),
+            a2=np.exp(-dt_s / point.tau2_s),
+            table_keep=np.exp(-np.abs(moved) / s.ocv_error_span_soc),
+            hyst_step=hyst_step,
+            forget=forget,
+            rho_keep=rho_keep,
+            hysteresis=rate > 0,
+        )
+        noise = FilterNoise(
+            soc_process=s.soc_process_noise * dt_s,
+            current_noise_a=self.current_noise_a,
+            current_gain_error=s.current_gain_error,
+            rc_process_v2=s.rc_process_noise_v**2 * dt_s,
+            rho_process=(1.0 - rho_keep**2) * s.resistance_sigma**2,
+            dynamic_refill=1.0 - forget**2,
+            polarisation_fraction=s.polarisation_error_fraction,
+            ocv_error_v2=s.ocv_error_v**2,
+            white_v2=s.voltage_noise_v**2,
+            ohmic_error_fraction=s.ohmic_error_fraction,
+        )
+        return transition, noise
+
+    def _predict(
+        self, t: FilterTransition, noise: FilterNoise, mean_current_a: np.ndarray, point: CellPoint
+    ) -> np.ndarray:
+        """Coulomb counting and the RC and error states' decay, with the covariance's; returns
+        the OCV after the step (``soc_kernel._predict`` per cell)."""
+        x, p = self.x, self.covariance
+        x[:, SOC] += t.moved
+        x[:, V1] = t.a1 * x[:, V1] + point.r1_ohm * (1.0 - t.a1) * mean_current_a
+        x[:, V2] = t.a2 * x[:, V2] + point.r2_ohm * (1.0 - t.a2) * mean_current_a
+        x[:, DYNAMIC] *= t.forget
+        x[:, TABLE] *= t.table_keep
+        x[:, RHO] = 1.0 + t.rho_keep * (x[:, RHO] - 1.0)
         hyst_before = self.hyst.copy()
-        if model.hysteresis_rate > 0:
-            step = -np.expm1(-model.hysteresis_rate * np.abs(mean_current_a) * gain)
-            self.hyst += (np.sign(mean_current_a) - self.hyst) * step
+        if t.hysteresis:
+            self.hyst += (np.sign(mean_current_a) - self.hyst) * t.hyst_step
         # P = F P F^T with F diagonal, plus process noise
-        p = self.covariance
-        ones = np.ones_like(a1)
-        decay = np.stack([ones, a1, a2, forget * ones, table_keep, rho_keep * ones], axis=1)
+        ones = np.ones_like(t.a1)
+        decay = np.stack(
+            [ones, t.a1, t.a2, t.forget * ones, t.table_keep, t.rho_keep * ones], axis=1
+        )
         p *= decay[:, :, None] * decay[:, None, :]
-        counted_noise = (self.current_noise_a * gain) ** 2 + (s.current_gain_error * moved) ** 2
-        p[:, SOC, SOC] += s.soc_process_noise * dt_s + counted_noise
-        p[:, V1, V1] += s.rc_process_noise_v**2 * dt_s
-        p[:, V2, V2] += s.rc_process_noise_v**2 * dt_s
-        p[:, RHO, RHO] += (1.0 - rho_keep**2) * s.resistance_sigma**2
+        counted = (noise.current_noise_a * t.gain) ** 2 + (noise.current_gain_error * t.moved) ** 2
+        p[:, SOC, SOC] += noise.soc_process + counted
+        p[:, V1, V1] += noise.rc_process_v2
+        p[:, V2, V2] += noise.rc_process_v2
+        p[:, RHO, RHO] += noise.rho_process
         # each error's spread: it is forgotten slowly (the dynamic one in time, the table's as
         # the SoC moves on), and grows at once when its cause does
-        dynamic_var = (s.polarisation_error_fraction * (x[:, V1] + x[:, V2])) ** 2
+        dynamic_var = (noise.polarisation_fraction * (x[:, V1] + x[:, V2])) ** 2
         table_var = self._table_spread(point)
-        for index, keep, new, old in ((DYNAMIC, forget, dynamic_var, self._dynamic_var),
-                                      (TABLE, table_keep, table_var, self._table_var)):  # fmt: skip
-            p[:, index, index] += (1.0 - keep**2) * new + np.maximum(new - old, 0.0)
+        p[:, DYNAMIC, DYNAMIC] += noise.dynamic_refill * dynamic_var + np.maximum(
+            dynamic_var - self._dynamic_var, 0.0
+        )
+        p[:, TABLE, TABLE] += (1.0 - t.table_keep**2) * table_var + np.maximum(
+            table_var - self._table_var, 0.0
+        )
         self._dynamic_var, self._table_var = dynamic_var, table_var
-        ocv = point.ocv_v + point.ocv_slope_v * moved + (self.hyst - hyst_before) * point.half_gap_v
-        self._correct(cell_voltage_v, current_a, ocv, point, temp_c)
+        return (point.ocv_v + point.ocv_slope_v * t.moved
+                + (self.hyst - hyst_before) * point.half_gap_v)  # fmt: skip
 
-    def _correct(self, cell_voltage_v, current_a, ocv, point: CellPoint, temp_c) -> None:
+    def _correct(
+        self, cell_voltage_v, current_a, ocv, point: CellPoint, temp_c, noise: FilterNoise
+    ) -> None:
         """The Kalman update with H = [dOCV/dSoC, 1, 1, 1, 1, R0·I], gated against outliers.
 
         Where the update moves the SoC by more than ``RELINEARISE_SOC`` (a wrong start) it is
@@ -192,8 +277,6 @@ class SocEstimator:
         at a wrong SoC would both misjudge the correction and collapse the SoC's doubt.
         """
         prior, p = self.x.copy(), self.covariance
-        settings = self.settings
-        white_floor = settings.voltage_noise_v**2
         state = prior
         for iteration in range(ITERATIONS):
             if iteration:
@@ -205,9 +288,9 @@ class SocEstimator:
             h = np.stack([point.ocv_slope_v, ones, ones, ones, ones, ohmic * shows_r0], axis=1)
             predicted = (ocv + state[:, V1] + state[:, V2] + state[:, DYNAMIC] + state[:, TABLE]
                          + state[:, RHO] * ohmic)  # fmt: skip
-            innovation = cell_voltage_v - predicted - np.einsum("ni,ni->n", h, prior - state)
-            ohmic_error = settings.ohmic_error_fraction * ohmic
-            gain, ph, spread = self._gain(h, white_floor + ohmic_error**2)
+            innovation = cell_voltage_v - predicted - _dot(h, prior - state)
+            ohmic_error = noise.ohmic_error_fraction * ohmic
+            gain, ph, spread = self._gain(h, noise.white_v2 + ohmic_error**2)
             limit = INNOVATION_GATE * np.sqrt(spread)
             moved_from = state[:, SOC]
             state = prior + gain * np.clip(innovation, -limit, limit)[:, None]
@@ -216,19 +299,19 @@ class SocEstimator:
             if (np.abs(state[:, SOC] - moved_from) <= RELINEARISE_SOC).all():
                 break
         self.x[:] = state
-        self.covariance = p - np.einsum("ni,nj->nij", gain, ph)
+        self.covariance = p - gain[:, :, None] * ph[:, None, :]
 
     def _gain(self, h: np.ndarray, noise: np.ndarray):
         """Kalman gain, P·H and the innovation's variance for a scalar measurement per cell."""
-        ph = np.einsum("nij,nj->ni", self.covariance, h)
-        spread = np.einsum("ni,ni->n", h, ph) + noise
+        ph = _dot(self.covariance, h[:, None, :])
+        spread = _dot(h, ph) + noise
         return ph / spread[:, None], ph, spread
 
     def _update(self, h: np.ndarray, innovation: np.ndarray, noise: np.ndarray) -> None:
         """A linear scalar-measurement Kalman update per cell."""
         gain, ph, _ = self._gain(h, noise)
         self.x += gain * innovation[:, None]
-        self.covariance = self.covariance - np.einsum("ni,nj->nij", gain, ph)
+        self.covariance = self.covariance - gain[:, :, None] * ph[:, None, :]
 
     def _anchor_soc(self, cells: np.ndarray, soc: np.ndarray, sigma: np.ndarray) -> None:
         """Fuse an independent SoC reading (value, standard deviation) into ``cells``' state."""

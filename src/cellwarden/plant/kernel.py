@@ -27,7 +27,6 @@ import math
 
 import numpy as np
 
-from cellwarden.compiled import HAVE_NUMBA as HAVE_NUMBA  # re-exported (until bms imports compiled)
 from cellwarden.compiled import njit
 
 # --- cell state columns (cs) ---
