@@ -1,4 +1,5 @@
-"""BMS cycle compute time for 16 and 288 cells, against a bare NumPy pass in the same process.
+"""BMS cycle compute time for 16, 288 and 4 000 cells (250S16P: 250 channels on fourteen
+slaves), against a bare NumPy pass over the measured channels in the same process.
 
 The tasks are timed inside a running closed loop (the plant moving, the slaves reporting),
 after its first second (power-up, precharge, the estimator's start). The baseline is the
@@ -34,8 +35,8 @@ STEP_DT_S = 0.1
 STEP_CURRENT_C = -0.36  # a steady discharge
 
 
-def _scenario(series: int) -> Scenario:
-    string = {"pack": {"cell": "lfp-prismatic-280ah", "series": series}}
+def _scenario(series: int, parallel: int = 1) -> Scenario:
+    string = {"pack": {"cell": "lfp-prismatic-280ah", "series": series, "parallel": parallel}}
     if series <= 16:
         string["power_path"] = {"kind": "mosfet", "max_current_a": 250}
         architecture = "standalone"
@@ -44,7 +45,7 @@ def _scenario(series: int) -> Scenario:
         architecture = "master-slave"
     return Scenario.model_validate(
         {
-            "name": f"bench-{series}s",
+            "name": f"bench-{series}s{parallel}p",
             "sector": "bench",
             "duration_s": DURATION_S,
             "system": {"architecture": architecture, "strings": [string]},
@@ -77,9 +78,9 @@ def _baseline_s(cells: int, repeats: int) -> float:
     return (time.perf_counter() - started) / repeats
 
 
-def _closed_loop_ms(series: int, use_numba: bool) -> tuple[float, float, float]:
+def _closed_loop_ms(series: int, parallel: int, use_numba: bool) -> tuple[float, float, float]:
     """Mean main cycle, its estimation part and the fast cycle (ms) in one closed loop."""
-    simulation = Simulation(_scenario(series))
+    simulation = Simulation(_scenario(series, parallel))
     bms = simulation.controller.bms[0]
     bms.model.use_numba = bms.estimator.use_numba = use_numba
     main, fast, estimation = [], [], []
@@ -101,13 +102,14 @@ def _closed_loop_ms(series: int, use_numba: bool) -> tuple[float, float, float]:
 
 def _loop_rows() -> list[dict[str, float | str]]:
     rows = []
-    for series in (16, 288):
-        main_ms, estimation_ms, fast_ms = _closed_loop_ms(series, HAVE_NUMBA)
-        main_numpy_ms, estimation_numpy_ms, _ = _closed_loop_ms(series, False)
+    for series, parallel in ((16, 1), (288, 1), (250, 16)):
+        main_ms, estimation_ms, fast_ms = _closed_loop_ms(series, parallel, HAVE_NUMBA)
+        main_numpy_ms, estimation_numpy_ms, _ = _closed_loop_ms(series, parallel, False)
         base_ms = 1e3 * _baseline_s(series, 3000)
         rows.append(
             {
-                "cells": series,
+                "cells": series * parallel,
+                "measured_channels": series,
                 "main_cycle_ms": main_ms,
                 "main_cycle_numpy_ms": main_numpy_ms,
                 "estimation_ms": estimation_ms,

@@ -167,16 +167,21 @@ def _cycle_rows(name: str, scenario: Scenario, simulated_s: float) -> list[dict]
 
         setattr(owner, method, wrapper)
 
+    chain = node.daisy_chain
     timed(node.chain, "trigger", "master: commands + trigger (encode + send)")
-    timed(node.daisy_chain, "service", "daisy chain: slaves' firmware + transport")
-    timed(node.daisy_chain.port, "send", "  slaves' frames: python-can send")
-    for slave in node.daisy_chain.nodes:
-        timed(slave, "_send", "  slaves: encode")
-        timed(slave.front_end, "sample_voltages", "  slaves: front-end sampling")
-        timed(slave.front_end, "sample_temperatures", "  slaves: front-end sampling")
+    timed(chain, "service", "daisy chain: slaves' firmware + transport")
+    timed(chain._batch, "prepare", "  slaves: front ends, the string at once")
+    timed(chain._reports, "encode", "  slaves' reports: encode (arrays)")
+    timed(chain.port, "send_block", "  slaves' reports: onto the bus (one block)")
+    timed(chain.port, "send", "  slaves' reports: onto the bus (frame by frame)")
+    for slave in chain.nodes:
+        timed(slave, "_report", "  slaves: firmware's report (front ends within)")
+        timed(slave.front_end, "sample_voltages", "  slaves: front end, one slave")
+        timed(slave.front_end, "sample_temperatures", "  slaves: front end, one slave")
         timed(slave, "_apply_balancing", "  slaves: bleeder update")
     timed(node.bms, "main_task", "BMS main task (master receive within)")
     timed(node.chain, "_receive", "  master: receive + decode + store")
+    timed(node.bms.estimation, "update", "  estimation (cell model, SoC filter)")
     timed(node.bms, "fast_task", "BMS protection task")
     if getattr(simulation.controller, "_bus_ticks", None):
         timed(simulation.controller, "_buses", "charger and vehicle buses, both ends")
