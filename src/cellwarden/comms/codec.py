@@ -587,12 +587,18 @@ class FrameCodec:
             self._layout = None
         self._crc_seed = _crc_seed(self.frame_id)
         self._shared: tuple[bytes, Decoded] | None = None
+        self._array_layouts: dict[int | None, ArrayLayout | None] = {}
 
     def array_layout(self, key: int | None = None) -> ArrayLayout | None:
         """The frame layout of multiplexer value ``key`` for encoding and decoding arrays of
         frames exactly as ``encode`` and ``decode`` do; None where a signal is not a plain
         little-endian unsigned number whose DBC range fits its bits, or where one has no
-        physical zero (those frames go through ``encode`` and ``decode``)."""
+        physical zero (those frames go through ``encode`` and ``decode``). Built once."""
+        if key not in self._array_layouts:
+            self._array_layouts[key] = self._build_array_layout(key)
+        return self._array_layouts[key]
+
+    def _build_array_layout(self, key: int | None) -> ArrayLayout | None:
         layout = self._layout
         if layout is None or layout.big_endian or key not in layout.frames:
             return None

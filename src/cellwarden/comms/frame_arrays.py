@@ -8,7 +8,6 @@ cycle (see ``comms.slave_reports`` and ``comms.slave_chain``).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -241,8 +240,19 @@ class _FieldArrays:
     alive_bits: np.ndarray
 
 
-@functools.cache
+_FIELD_ARRAYS: dict[int, tuple[ArrayLayout, _FieldArrays]] = {}  # by id: no deep hash per call
+
+
 def _fields(layout: ArrayLayout) -> _FieldArrays:
+    entry = _FIELD_ARRAYS.get(id(layout))
+    if entry is not None and entry[0] is layout:
+        return entry[1]
+    arrays = _field_arrays(layout)
+    _FIELD_ARRAYS[id(layout)] = (layout, arrays)
+    return arrays
+
+
+def _field_arrays(layout: ArrayLayout) -> _FieldArrays:
     fields = layout.fields
     return _FieldArrays(
         low=np.array([f.low for f in fields]),
