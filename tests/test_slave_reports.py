@@ -165,3 +165,43 @@ def test_the_masters_balancing_commands_encode_as_each_slaves_codec_does() -> No
             expected.append(Frame(float(cycle), m.balancing.frame_id, data))
             first += count
         assert block.frames() == expected
+
+
+def test_a_slave_reporting_twice_in_one_service_sends_its_reports_together() -> None:
+    """After a latency fault two triggers can arrive at once: each slave's two reports go out
+    one after the other, slave by slave, as the slaves' own sends would."""
+    from cellwarden.simulation.daisy_chain import DaisyChain
+
+    chain = DaisyChain.__new__(DaisyChain)  # only its report encoding is exercised
+    chain._reports = StringReportEncoder(ReportLayout([3, 3], [1, 1]))
+    rng = np.random.default_rng(5)
+    block = chain._reports_block(5.0, [[_report(rng, 3, 1), _report(rng, 3, 1)],
+                                       [_report(rng, 3, 1)]])  # fmt: skip
+    assert block is not None
+    senders = chain._reports.layout.slave_of_id[block.frame_ids].tolist()
+    assert senders == [0] * 6 + [1] * 3
+    first_voltages = slave_messages(0).voltages
+    alive = [first_voltages.decode(frame.data).alive for frame in block.frames()
+             if frame.frame_id == first_voltages.frame_id]  # fmt: skip
+    assert alive == [0, 1]
+
+
+def test_hostile_blocks_and_arrays_are_refused_with_a_reason() -> None:
+    good = np.zeros((2, 8), dtype=np.uint8)
+    for ids, payload in (
+        ([0x200, -1], good),
+        ([0x200], good),
+        ([0x200, 0x201], good[:, 0]),
+        ([0x200, 0x201], good.astype(np.int64)),
+        ([0.5, 1.5], good),
+    ):
+        with pytest.raises(ValueError, match="block"):
+            FrameBlock(0.0, np.array(ids), payload)
+    empty = FrameBlock(1.0, np.array([0x100, 0x101]), np.zeros((2, 0), dtype=np.uint8))
+    assert [frame.data for frame in empty.frames()] == [b"", b""]
+    kind = ReportLayout([18], [6]).kinds[0]
+    with pytest.raises(ValueError, match="payloads"):
+        frame_arrays.decode(kind.layout, np.zeros((3, 6), dtype=np.uint8), np.zeros(3, np.uint8))
+    with pytest.raises(ValueError, match="signals"):
+        frame_arrays.encode(kind.layout, np.zeros((2, 7)), np.ones((2, 7), bool),
+                            np.zeros(2, int), np.zeros(2, np.uint8))  # fmt: skip

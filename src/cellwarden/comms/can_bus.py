@@ -43,15 +43,29 @@ class Frame:
     extended: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FrameBlock:
     """Frames one sender sends at one instant, in order, as arrays: their identifiers and
-    their ``(n, length)`` payloads (uint8)."""
+    their ``(n, length)`` payloads (uint8). Both are made read-only: one block may sit in
+    several receivers' queues."""
 
     time_s: float
     frame_ids: np.ndarray
     payload: np.ndarray
     extended: bool = False
+
+    def __post_init__(self) -> None:
+        ids, payload = np.asarray(self.frame_ids), np.asarray(self.payload)
+        if ids.ndim != 1 or ids.dtype.kind not in "iu" or (ids.size and ids.min() < 0):
+            raise ValueError("a frame block's identifiers must be non-negative integers")
+        if payload.ndim != 2 or payload.dtype != np.uint8 or payload.shape[0] != ids.size:
+            shape = f"{payload.shape} {payload.dtype}"
+            raise ValueError(f"a block of {ids.size} frames needs an (n, length) uint8 payload, "
+                             f"not {shape}")  # fmt: skip
+        for array in (ids, payload):
+            array.flags.writeable = False
+        object.__setattr__(self, "frame_ids", ids)
+        object.__setattr__(self, "payload", payload)
 
     def __len__(self) -> int:
         return int(self.frame_ids.size)
@@ -65,8 +79,8 @@ class FrameBlock:
         joined = payload.tobytes()
         time_s, extended = self.time_s, self.extended
         return [
-            Frame(time_s, frame_id, joined[start : start + length], extended)
-            for frame_id, start in zip(ids.tolist(), range(0, len(joined), length), strict=True)
+            Frame(time_s, frame_id, joined[length * row : length * (row + 1)], extended)
+            for row, frame_id in enumerate(ids.tolist())
         ]
 
 
@@ -107,9 +121,8 @@ class CanLog:
         width = 2 * block.payload.shape[1]
         data = block.payload.tobytes().hex().upper()
         self._file.write("".join([
-            f"{prefix}{frame_id:0{digits}X}#{data[start : start + width]}\n"
-            for frame_id, start in zip(block.frame_ids.tolist(), range(0, len(data), width),
-                                       strict=True)
+            f"{prefix}{frame_id:0{digits}X}#{data[width * row : width * (row + 1)]}\n"
+            for row, frame_id in enumerate(block.frame_ids.tolist())
         ]))  # fmt: skip
 
     def close(self) -> None:

@@ -64,8 +64,16 @@ def encode(
     ``USE_NUMBA``) runs the numba kernel, which gives the same bytes as the NumPy code below."""
     if layout.length != 8:
         raise ValueError("encode() packs 8-byte frames")
-    compiled = USE_NUMBA if compiled is None else compiled
     count = values.shape[0]
+    if values.ndim != 2 or values.shape[1] != len(layout.fields):
+        raise ValueError(f"encode(): {values.shape} values for {len(layout.fields)} signals")
+    for name, array in (("carried", carried), ("labels", labels)):
+        if array is not None and np.shape(array) != values.shape:
+            raise ValueError(f"encode(): {name} is {np.shape(array)}, values {values.shape}")
+    for name, array in (("alive", alive), ("seeds", seeds), ("base_words", base_words)):
+        if array is not None and np.shape(array) != (count,):
+            raise ValueError(f"encode(): {name} is {np.shape(array)}, not ({count},)")
+    compiled = USE_NUMBA if compiled is None else compiled
     fields = _fields(layout)
     if base_words is None:
         base_words = np.full(count, layout.base_word, dtype=np.uint64)
@@ -125,7 +133,7 @@ def _encode_kernel(values, carried, labels, base_words, alive, seeds, low, high,
                 continue
             word = (word & ~in_place[column]) | ((raw & mask[column]) << shift[column])
         if alive_bits.size:
-            word = (word & alive_clear) | alive_bits[alive[row] % 16]
+            word = (word & alive_clear) | alive_bits[alive[row] % ALIVE_MODULO]
         for byte in range(8):
             payload[row, byte] = (word >> np.uint64(8 * byte)) & np.uint64(0xFF)
         if protected:
@@ -172,6 +180,11 @@ def decode(
     registers are ``seeds`` and whose multiplexer values ``0 .. mux_values - 1`` are defined.
     ``compiled`` (default ``USE_NUMBA``) runs the numba kernel, which gives the same arrays as
     the NumPy code below."""
+    if payload.ndim != 2 or payload.shape[1] != 8 or payload.dtype != np.uint8:
+        raise ValueError(f"decode(): payloads must be (n, 8) uint8, not {payload.shape} "
+                         f"{payload.dtype}")  # fmt: skip
+    if np.shape(seeds) != (payload.shape[0],):
+        raise ValueError(f"decode(): {np.shape(seeds)} seeds for {payload.shape[0]} frames")
     fields = _fields(layout)
     compiled = USE_NUMBA if compiled is None else compiled
     mux_shift, mux_mask = layout.mux or (0, 0)

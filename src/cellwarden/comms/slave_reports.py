@@ -136,6 +136,11 @@ def _kind(
     first = every[0]
     if any(layout.geometry() != first.geometry() for layout in every):  # type: ignore[union-attr]
         raise ValueError(f"{codecs[0].name}: every slave's report frames must share a layout")
+    if first.alive is None or not first.protected:  # type: ignore[union-attr]
+        raise ValueError(f"{codecs[0].name}: report frames need an alive counter and a CRC")
+    if any(row[key].base_word != layouts[0][key].base_word  # type: ignore[union-attr]
+           for row in layouts for key in range(len(keys))):  # fmt: skip
+        raise ValueError(f"{codecs[0].name}: every slave's report frames must share a layout")
     sources = np.full((len(codecs), len(keys), len(first.fields)), -1)  # type: ignore[union-attr]
     start = 0
     for slave, row in enumerate(layouts):
@@ -190,7 +195,8 @@ class StringReportEncoder:
         shorted = _joined(reports, "ntc_short", layout.sensors, False)
         ntc_codes = np.where(opened, layout.ntc_open_raw,
                              np.where(shorted, layout.ntc_short_raw, -1))  # fmt: skip
-        status = np.array([r.status_values() if r is not None else [np.nan] * 5
+        missing = [np.nan] * len(STATUS_SIGNALS)
+        status = np.array([r.status_values() if r is not None else missing
                            for r in reports]).ravel()  # fmt: skip
         payload = np.empty((self._kind.size, 8), dtype=np.uint8)
         alive = self._next_alive[self._counter] + self._occurrence
@@ -226,7 +232,10 @@ class BalancingCommands:
         layouts = [codec.array_layout() for codec in codecs]
         first = layouts[0]
         if first is None or any(
-            other is None or other.geometry() != first.geometry() for other in layouts
+            other is None
+            or other.geometry() != first.geometry()
+            or other.base_word != first.base_word
+            for other in layouts
         ):
             raise ValueError("the slaves' balancing commands must map to arrays")
         self.layout = first
@@ -305,7 +314,11 @@ def _joined(
 ) -> np.ndarray:
     """The reports' arrays ``name`` end to end along the string, ``missing`` for the slaves
     that do not report."""
-    return np.concatenate([
-        np.full(count, missing) if report is None else getattr(report, name)
-        for report, count in zip(reports, counts, strict=True)
-    ])  # fmt: skip
+    arrays = []
+    for slave, (report, count) in enumerate(zip(reports, counts, strict=True)):
+        array = np.full(count, missing) if report is None else getattr(report, name)
+        if array.shape != (count,):
+            raise ValueError(f"slave {slave + 1}'s report: {name} has {array.shape}, "
+                             f"not ({count},)")  # fmt: skip
+        arrays.append(array)
+    return np.concatenate(arrays)

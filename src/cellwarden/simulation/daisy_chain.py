@@ -113,17 +113,13 @@ class DaisyChain:
                 taps[index].inbox.clear()
                 continue
             node.tick(now_s)
-        reports = [node.take_reports() for node in nodes]
-        for round_ in range(max(len(made) for made in reports)):
-            block = self._reports.encode(
-                now_s, [made[round_] if round_ < len(made) else None for made in reports]
-            )
-            if block is None:
-                continue
+        block = self._reports_block(now_s, [node.take_reports() for node in nodes])
+        if block is not None:
             send_block = getattr(self.port, "send_block", None)
             if send_block is not None and not (
-                latency_s or self._up or loss or corruption or reachable < len(nodes) or slave_modes
-            ):
+                latency_s or self._up or loss or corruption or reachable < len(nodes)
+                or slave_modes
+            ):  # fmt: skip
                 send_block(block)  # the common case: every frame arrives, now, as sent
             else:
                 self._carry(now_s, block, reachable, latency_s, slave_modes, loss, corruption)
@@ -131,6 +127,23 @@ class DaisyChain:
             arrived_up, self._up = _split_due(now_s, self._up)
             for due_s, frame in arrived_up:
                 self.port.send(Frame(due_s, frame.frame_id, frame.data, frame.extended))
+
+    def _reports_block(self, now_s: float, reports: list[list]) -> FrameBlock | None:
+        """The slaves' reports as one block, slave by slave (a slave that reports twice in one
+        service, as after a latency fault, sends its two reports one after the other)."""
+        blocks = []
+        for round_ in range(max(len(made) for made in reports)):
+            block = self._reports.encode(
+                now_s, [made[round_] if round_ < len(made) else None for made in reports]
+            )
+            if block is not None:
+                blocks.append(block)
+        if len(blocks) <= 1:
+            return blocks[0] if blocks else None
+        frame_ids = np.concatenate([block.frame_ids for block in blocks])
+        order = np.argsort(self._reports.layout.slave_of_id[frame_ids], kind="stable")
+        payload = np.concatenate([block.payload for block in blocks])
+        return FrameBlock(now_s, frame_ids[order], payload[order])
 
     def _carry(
         self,
