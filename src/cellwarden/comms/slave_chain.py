@@ -182,11 +182,10 @@ class SlaveChainMonitor:
             if number == STATUS:
                 self._store_status(slave, values, raws)
                 continue
-            target, values = _last_wins(kinds[number].sources[slave, key], values)
+            target, values, raw = _last_wins(kinds[number].sources[slave, key], values, raws)
             if number == VOLTAGES:
                 self._voltage_v[target] = values
             elif number == TEMPERATURES:
-                raw = _last_wins(kinds[number].sources[slave, key], raws)[1]
                 opened, shorted = raw == self.layout.ntc_open_raw, raw == self.layout.ntc_short_raw
                 self._ntc_open[target] = opened
                 self._ntc_short[target] = shorted
@@ -208,8 +207,7 @@ class SlaveChainMonitor:
         """Count each slave's missed cycle; a lost slave's channels read NaN."""
         self._age = np.where(self._seen, 0, self._age + 1)
         self._seen[:] = False
-        missed = np.maximum.reduceat(self._age, self._first_part)
-        for slave in np.flatnonzero(missed >= self.settings.timeout_cycles).tolist():
+        for slave in np.flatnonzero(self._lost()).tolist():
             layout = self.layout
             cells = slice(layout.first_cell[slave], layout.first_cell[slave] + layout.cells[slave])
             first = layout.first_sensor[slave]
@@ -251,8 +249,12 @@ class SlaveChainMonitor:
         return np.where(self._balancing, self._duty, 0.0)
 
     def lost_modules(self) -> int:
+        return int(np.count_nonzero(self._lost()))
+
+    def _lost(self) -> np.ndarray:
+        """Per slave: whether a part of its report has been missing for the timeout."""
         missed = np.maximum.reduceat(self._age, self._first_part)
-        return int(np.count_nonzero(missed >= self.settings.timeout_cycles))
+        return missed >= self.settings.timeout_cycles
 
 
 @njit(cache=True)
@@ -275,12 +277,12 @@ def _store_kernel(kind, slave, key, usable, alive, counter, part, position, volt
         if part[row] >= 0:
             seen[part[row]] = True
         at, sender, group = position[row], slave[row], key[row]
-        if kind[row] == 0:
+        if kind[row] == VOLTAGES:
             for column in range(voltage_sources.shape[2]):
                 target = voltage_sources[sender, group, column]
                 if target >= 0:
                     voltage_v[target] = voltage_values[at, column]
-        elif kind[row] == 1:
+        elif kind[row] == TEMPERATURES:
             for column in range(temperature_sources.shape[2]):
                 target = temperature_sources[sender, group, column]
                 if target >= 0:
@@ -318,12 +320,12 @@ def _repeated(last_alive: np.ndarray, counter: np.ndarray, alive: np.ndarray) ->
     return repeated
 
 
-def _last_wins(target: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The values of ``(rows, columns)`` frames for the string-wide indices ``target`` (-1:
-    not carried), where two frames carry one index the later one's (as storing them frame by
-    frame in arrival order leaves it)."""
-    target, values = target.ravel(), values.ravel()
-    carried = target >= 0
-    target, values = target[carried], values[carried]
-    last = target.size - 1 - np.unique(target[::-1], return_index=True)[1]
-    return target[last], values[last]
+def _last_wins(target: np.ndarray, *columns: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The carried string-wide indices of ``(rows, columns)`` frames (``target``, -1: not
+    carried) and each of ``columns``' values for them, where two frames carry one index the
+    later one's (as storing them frame by frame in arrival order leaves it)."""
+    target = target.ravel()
+    carried = np.flatnonzero(target >= 0)
+    kept = target[carried]
+    last = kept.size - 1 - np.unique(kept[::-1], return_index=True)[1]
+    return (kept[last], *(column.ravel()[carried[last]] for column in columns))
