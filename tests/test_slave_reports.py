@@ -53,10 +53,11 @@ def _frames_one_by_one(index: int, report: SlaveReport, alive: AliveCounters) ->
         sent.append(m.voltages.encode(values, alive=alive.next(m.voltages.frame_id)))
     for values in m.temperature_frames(report.temp_c, report.ntc_open, report.ntc_short):
         sent.append(m.temperatures.encode(values, alive=alive.next(m.temperatures.frame_id)))
-    names = ("State", "OpenWire", "Balancing", "BoardTemp", "BalancingDuty")
-    status = dict(zip([m.signal("ST", name) for name in names], report.status_values(),
-                      strict=True))  # fmt: skip
-    status[m.signal("ST", "State")] = int(report.state)
+    status = {m.signal("ST", "State"): int(report.state),
+              m.signal("ST", "OpenWire"): report.open_wire_bits,
+              m.signal("ST", "Balancing"): report.balancing_bits,
+              m.signal("ST", "BoardTemp"): report.board_temp_c,
+              m.signal("ST", "BalancingDuty"): report.balancing_duty}  # fmt: skip
     sent.append(m.status.encode(status, alive=alive.next(m.status.frame_id)))
     return sent
 

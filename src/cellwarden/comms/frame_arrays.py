@@ -9,7 +9,7 @@ cycle (see ``comms.slave_reports`` and ``comms.slave_chain``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from cellwarden.compiled import HAVE_NUMBA, njit
 CRC_TABLE = np.array(_CRC_TABLE, dtype=np.uint8)
 USE_NUMBA = HAVE_NUMBA  # the compiled kernels by default, where numba is installed
 WORD_BITS = (1 << 64) - 1
+NO_LABELS = np.empty((0, 0), dtype=np.int64)  # the encode kernel's "no value-table labels"
 
 
 def payloads(frames: Sequence[Frame], length: int) -> np.ndarray:
@@ -64,27 +65,26 @@ def encode(
     ``USE_NUMBA``) runs the numba kernel, which gives the same bytes as the NumPy code below."""
     if layout.length != 8:
         raise ValueError("encode() packs 8-byte frames")
-    count = values.shape[0]
-    if values.ndim != 2 or values.shape[1] != len(layout.fields):
-        raise ValueError(f"encode(): {values.shape} values for {len(layout.fields)} signals")
+    shape = values.shape
+    if values.ndim != 2 or shape[1] != len(layout.fields):
+        raise ValueError(f"encode(): {shape} values for {len(layout.fields)} signals")
     for name, array in (("carried", carried), ("labels", labels)):
-        if array is not None and np.shape(array) != values.shape:
-            raise ValueError(f"encode(): {name} is {np.shape(array)}, values {values.shape}")
+        if array is not None and np.shape(array) != shape:
+            raise ValueError(f"encode(): {name} is {np.shape(array)}, values {shape}")
     for name, array in (("alive", alive), ("seeds", seeds), ("base_words", base_words)):
-        if array is not None and np.shape(array) != (count,):
-            raise ValueError(f"encode(): {name} is {np.shape(array)}, not ({count},)")
+        if array is not None and np.shape(array) != shape[:1]:
+            raise ValueError(f"encode(): {name} is {np.shape(array)}, not ({shape[0]},)")
     compiled = USE_NUMBA if compiled is None else compiled
     fields = _fields(layout)
+    count = shape[0]
     if base_words is None:
         base_words = np.full(count, layout.base_word, dtype=np.uint64)
     if compiled:
         return _encode_kernel(
             np.ascontiguousarray(values, dtype=np.float64), np.ascontiguousarray(carried),
-            np.full(values.shape, -1) if labels is None else np.ascontiguousarray(labels),
-            base_words.astype(np.uint64), np.asarray(alive, dtype=np.int64),
-            np.asarray(seeds, dtype=np.uint8), fields.low, fields.high, fields.offset,
-            fields.scale, fields.shift, fields.mask, fields.in_place, fields.alive_bits,
-            np.uint64(layout.alive_clear & WORD_BITS), layout.protected, CRC_TABLE,
+            NO_LABELS if labels is None else np.ascontiguousarray(labels, dtype=np.int64),
+            np.asarray(base_words, dtype=np.uint64), np.asarray(alive, dtype=np.int64),
+            np.asarray(seeds, dtype=np.uint8), fields, CRC_TABLE,
         )  # fmt: skip
     number = np.where(np.isnan(values), 0.0, values)
     np.clip(number, fields.low, fields.high, out=number)
@@ -111,16 +111,18 @@ def encode(
 
 
 @njit(cache=True)
-def _encode_kernel(values, carried, labels, base_words, alive, seeds, low, high, offset,
-                   scale, shift, mask, in_place, alive_bits, alive_clear, protected,
-                   crc_table):  # fmt: skip
-    """``encode``, frame by frame and signal by signal, to the same bytes."""
+def _encode_kernel(values, carried, labels, base_words, alive, seeds, fields, crc_table):
+    """``encode``, frame by frame and signal by signal, to the same bytes (``labels`` with no
+    rows: none given)."""
+    low, high, offset, scale, shift, mask, in_place, alive_bits = fields[:8]
+    alive_clear, protected = fields.alive_clear, fields.protected
     count, columns = values.shape
+    labelled = labels.shape[0] > 0
     payload = np.empty((count, 8), dtype=np.uint8)
     for row in range(count):
         word = base_words[row]
         for column in range(columns):
-            label = labels[row, column]
+            label = labels[row, column] if labelled else -1
             if label >= 0:
                 raw = np.uint64(label)
             elif carried[row, column]:
@@ -155,8 +157,7 @@ def raw(word: np.ndarray, shift: np.ndarray | int, mask: np.ndarray | int) -> np
     return (word >> np.asarray(shift, dtype=np.uint64)) & np.asarray(mask, dtype=np.uint64)
 
 
-@dataclass(frozen=True)
-class DecodedFrames:
+class DecodedFrames(NamedTuple):
     """Frames of one layout decoded: per frame whether it is usable (its CRC holds and its
     multiplexer value is defined), its multiplexer value and alive counter, and its signals'
     physical values (``raw * scale + offset``, as ``FrameCodec.decode`` computes them; where
@@ -187,15 +188,12 @@ def decode(
         raise ValueError(f"decode(): {np.shape(seeds)} seeds for {payload.shape[0]} frames")
     fields = _fields(layout)
     compiled = USE_NUMBA if compiled is None else compiled
+    if compiled:
+        return DecodedFrames(*_decode_kernel(np.ascontiguousarray(payload),
+                                             np.asarray(seeds, dtype=np.uint8), mux_values,
+                                             fields, CRC_TABLE))  # fmt: skip
     mux_shift, mux_mask = layout.mux or (0, 0)
     alive_shift, alive_mask = layout.alive or (0, 0)
-    if compiled:
-        return DecodedFrames(*_decode_kernel(
-            np.ascontiguousarray(payload), np.asarray(seeds, dtype=np.uint8), layout.protected,
-            np.uint64(mux_shift), np.uint64(mux_mask), mux_values, np.uint64(alive_shift),
-            np.uint64(alive_mask), fields.shift, fields.mask, fields.scale, fields.offset,
-            CRC_TABLE,
-        ))  # fmt: skip
     word = words(payload)
     mux = raw(word, mux_shift, mux_mask).astype(np.int64)
     usable = mux < mux_values
@@ -210,9 +208,12 @@ def decode(
 
 
 @njit(cache=True)
-def _decode_kernel(payload, seeds, protected, mux_shift, mux_mask, mux_values, alive_shift,
-                   alive_mask, shift, mask, scale, offset, crc_table):  # fmt: skip
+def _decode_kernel(payload, seeds, mux_values, fields, crc_table):
     """``decode``, frame by frame and signal by signal, to the same arrays."""
+    shift, mask, scale, offset = fields.shift, fields.mask, fields.scale, fields.offset
+    mux_shift, mux_mask = fields.mux_shift, fields.mux_mask
+    alive_shift, alive_mask = fields.alive_shift, fields.alive_mask
+    protected = fields.protected
     count, columns = payload.shape[0], shift.size
     usable = np.empty(count, dtype=np.bool_)
     mux = np.empty(count, dtype=np.int64)
@@ -239,9 +240,9 @@ def _decode_kernel(payload, seeds, protected, mux_shift, mux_mask, mux_values, a
     return usable, mux, alive, values, raws
 
 
-@dataclass(frozen=True)
-class _FieldArrays:
-    """A layout's signals as arrays, one column per signal."""
+class _FieldArrays(NamedTuple):
+    """A layout's signals as arrays, one column per signal, and its word's constants (a tuple
+    the kernels take as one argument)."""
 
     low: np.ndarray
     high: np.ndarray
@@ -251,6 +252,12 @@ class _FieldArrays:
     mask: np.ndarray
     in_place: np.ndarray  # each signal's bits in the word
     alive_bits: np.ndarray
+    alive_clear: np.uint64
+    mux_shift: np.uint64
+    mux_mask: np.uint64
+    alive_shift: np.uint64
+    alive_mask: np.uint64
+    protected: bool
 
 
 _FIELD_ARRAYS: dict[int, tuple[ArrayLayout, _FieldArrays]] = {}  # by id: no deep hash per call
@@ -276,4 +283,10 @@ def _field_arrays(layout: ArrayLayout) -> _FieldArrays:
         mask=np.array([f.mask for f in fields], dtype=np.uint64),
         in_place=np.array([f.mask << f.shift for f in fields], dtype=np.uint64),
         alive_bits=np.array(layout.alive_bits, dtype=np.uint64),
+        alive_clear=np.uint64(layout.alive_clear & WORD_BITS),
+        mux_shift=np.uint64((layout.mux or (0, 0))[0]),
+        mux_mask=np.uint64((layout.mux or (0, 0))[1]),
+        alive_shift=np.uint64((layout.alive or (0, 0))[0]),
+        alive_mask=np.uint64((layout.alive or (0, 0))[1]),
+        protected=bool(layout.protected),
     )

@@ -133,6 +133,9 @@ class SlaveChainMonitor:
                 ours = self.layout.ours(item.frame_ids)
                 if item.payload.shape[1] != 8:  # not one of our layouts
                     self.rejected_frames += int(np.count_nonzero(ours))
+                elif ours.all():
+                    ids.append(item.frame_ids)
+                    payloads.append(item.payload)
                 elif ours.any():
                     ids.append(item.frame_ids[ours])
                     payloads.append(item.payload[ours])
@@ -144,8 +147,10 @@ class SlaveChainMonitor:
                 continue
             ids.append(np.array([item.frame_id]))
             payloads.append(frame_arrays.payloads([item], 8))
+        if len(ids) > 1:
+            ids, payloads = [np.concatenate(ids)], [np.concatenate(payloads)]
         if ids:
-            self._store(decode_reports(self.layout, np.concatenate(ids), np.concatenate(payloads)))
+            self._store(decode_reports(self.layout, ids[0], payloads[0]))
 
     def _store(self, decoded: DecodedReports) -> None:
         """Judge each frame (CRC, multiplexer, alive counter) and keep what it carries; the

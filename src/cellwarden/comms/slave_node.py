@@ -57,14 +57,20 @@ class SlaveNode:
         self.cells = front_end.cell_count
         self.balancing_timeout_s = DEFAULT_BALANCING_TIMEOUT_S
         self.max_board_temp_c = DEFAULT_MAX_BOARD_TEMP_C
-        self._mask = np.zeros(self.cells, dtype=bool)
-        self._applied = self._mask
+        off = np.zeros(self.cells, dtype=bool)
+        off.flags.writeable = False  # shared: every "all off" is this one
+        self._off = _Bits(off)
+        self._mask = self._off  # as commanded (from the raw bits last received)
+        self._commanded_bits: float = 0.0
+        self._applied = self._off  # as applied
         self._enabled = False
         self._command_s = -np.inf
-        self._open_wire = np.zeros(self.cells, dtype=bool)
+        self._open_wire = self._off
         self.rejected_frames = 0
         self._reports: list[SlaveReport] = []
         m = self.messages
+        self._enable_signal = m.signal("Bal", "Enable")
+        self._mask_signal = m.signal("Bal", "Mask")
         self._codecs = {  # the frames addressed to this slave (others pass by)
             self._trigger.frame_id: self._trigger,
             m.balancing.frame_id: m.balancing,
@@ -103,8 +109,11 @@ class SlaveNode:
         if codec is self._trigger:
             self._report(now_s, bool(values["Trigger_OpenWire"]))
         elif codec is m.balancing:
-            self._enabled = bool(values[m.signal("Bal", "Enable")])
-            self._mask = bits_to_mask(values[m.signal("Bal", "Mask")], self.cells)
+            self._enabled = bool(values[self._enable_signal])
+            bits = values[self._mask_signal]
+            if bits != self._commanded_bits:  # a new mask (the same one most cycles)
+                self._commanded_bits = bits
+                self._mask = _Bits(bits_to_mask(bits, self.cells))
             self._command_s = now_s
         else:
             self.balancing_timeout_s = float(values[m.signal("Cfg", "BalancingTimeout")])
@@ -114,8 +123,8 @@ class SlaveNode:
         fresh = now_s - self._command_s <= self.balancing_timeout_s
         cool = self.front_end.board_temp_c < self.max_board_temp_c
         on = self._enabled and fresh and cool
-        self._applied = self._mask if on else np.zeros(self.cells, dtype=bool)
-        self.front_end.set_balancing(self._applied)
+        self._applied = self._mask if on else self._off
+        self.front_end.set_balancing(self._applied.mask)
 
     def take_reports(self) -> list[SlaveReport]:
         """The reports made since the last call (one per trigger), to go on the wire."""
@@ -127,23 +136,28 @@ class SlaveNode:
         voltages = fe.sample_voltages(now_s)
         temps = fe.sample_temperatures(now_s)
         if open_wire_test:
-            self._open_wire = fe.open_wire_check(now_s)
-        balancing = self._applied
-        balancing_bits = mask_to_bits(balancing)
-        open_bits = mask_to_bits(self._open_wire)
-        bleeding = balancing_bits != 0 if _exact(balancing) else balancing.any()
-        opened = open_bits != 0 if _exact(self._open_wire) else self._open_wire.any()
+            self._open_wire = _Bits(fe.open_wire_check(now_s))
+        balancing, open_wire = self._applied, self._open_wire
+        bleeding, opened = balancing.any, open_wire.any
         duty = round(fe.balancing_duty() * DUTY_STEPS) / DUTY_STEPS if bleeding else 0.0
         state = SlaveState.BALANCING if bleeding else SlaveState.NORMAL
         if opened or temps.open_circuit.any() or temps.short_circuit.any():
             state = SlaveState.FAULT
         self._reports.append(SlaveReport(
             voltages.cell_voltage_v, temps.temp_c, temps.open_circuit, temps.short_circuit,
-            state, open_bits, balancing_bits, float(fe.board_temp_c), duty,
+            state, open_wire.bits, balancing.bits, float(fe.board_temp_c), duty,
         ))  # fmt: skip
 
 
-def _exact(mask: np.ndarray) -> bool:
-    """Whether ``mask_to_bits(mask)`` has a bit for every element (then "any set" is "some
-    bit set"): a boolean mask short enough for the bits to fit."""
-    return mask.dtype == np.bool_ and mask.ndim == 1 and mask.size < 63
+class _Bits:
+    """A mask of the slave's cells with its bits (``mask_to_bits``) and whether any is set,
+    worked out once."""
+
+    __slots__ = ("any", "bits", "mask")
+
+    def __init__(self, mask: np.ndarray) -> None:
+        self.mask = mask
+        self.bits = mask_to_bits(mask)
+        # where the bits stand for every element, "any set" is "some bit set"
+        exact = mask.dtype == np.bool_ and mask.ndim == 1 and mask.size < 63
+        self.any = self.bits != 0 if exact else bool(mask.any())

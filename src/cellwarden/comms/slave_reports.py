@@ -13,6 +13,7 @@ The master reads any mix of such frames back, each row as ``FrameCodec.decode`` 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -32,13 +33,14 @@ from cellwarden.comms.internal_protocol import (
 )
 
 STATUS_SIGNALS = ("State", "OpenWire", "Balancing", "BoardTemp", "BalancingDuty")
+STATUS_FIELDS = ("state", "open_wire_bits", "balancing_bits", "board_temp_c", "balancing_duty")
 VOLTAGES, TEMPERATURES, STATUS = range(3)  # the report's message kinds, in send order
 STANDARD_IDS = 1 << 11
+ROUTES_KEPT = 64  # frame sequences whose routes a layout remembers
 
 
-@dataclass(frozen=True)
-class SlaveReport:
-    """What one slave reports in a cycle."""
+class SlaveReport(NamedTuple):
+    """What one slave reports in a cycle (a tuple: a string's slaves make dozens a cycle)."""
 
     voltage_v: np.ndarray
     temp_c: np.ndarray
@@ -49,11 +51,6 @@ class SlaveReport:
     balancing_bits: int
     board_temp_c: float
     balancing_duty: float
-
-    def status_values(self) -> list[float]:
-        """The status frame's values, in ``STATUS_SIGNALS`` order."""
-        return [float(self.state), float(self.open_wire_bits), float(self.balancing_bits),
-                self.board_temp_c, self.balancing_duty]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -113,10 +110,56 @@ class ReportLayout:
             self.counter_of_id[kind.frame_ids] = number * len(cells) + np.arange(len(cells))
         self.counters = 3 * len(cells)
 
+        self._routes: dict[bytes, ReportRoute] = {}
+
     def ours(self, frame_ids: np.ndarray) -> np.ndarray:
         """Which identifiers are report frames of this string."""
         inside = frame_ids < STANDARD_IDS
         return inside & (self.kind_of_id[np.where(inside, frame_ids, 0)] >= 0)
+
+    def route(self, frame_ids: np.ndarray) -> ReportRoute:
+        """Where the frames ``frame_ids`` (all ``ours``) go; kept for the sequences seen last,
+        as a healthy string sends the same identifiers in the same order every cycle."""
+        frame_ids = np.asarray(frame_ids, dtype=np.int64)
+        key = frame_ids.tobytes()
+        found = self._routes.get(key)
+        if found is None:
+            if len(self._routes) >= ROUTES_KEPT:
+                self._routes.clear()
+            found = self._routes[key] = self._route(frame_ids)
+        return found
+
+    def _route(self, frame_ids: np.ndarray) -> ReportRoute:
+        kind = self.kind_of_id[frame_ids]
+        slave = self.slave_of_id[frame_ids]
+        position = np.zeros(frame_ids.size, dtype=np.int64)
+        rows, senders = [], []
+        for number in range(len(self.kinds)):
+            taken = np.flatnonzero(kind == number)
+            position[taken] = np.arange(taken.size)
+            rows.append(taken)
+            senders.append(slave[taken])
+        seeds = [spec.seeds[sender] for spec, sender in zip(self.kinds, senders, strict=True)]
+        route = ReportRoute(kind, slave, self.counter_of_id[frame_ids], position, rows, senders,
+                            seeds)  # fmt: skip
+        for array in (kind, slave, route.counter, position, *rows, *senders, *seeds):
+            array.flags.writeable = False  # shared by every cycle that sends this sequence
+        return route
+
+
+@dataclass(frozen=True)
+class ReportRoute:
+    """A sequence of report frames sorted out by identifier: each frame's kind, slave, alive
+    counter and index among its kind's frames; per kind its rows, their senders and their
+    identifiers' CRC registers."""
+
+    kind: np.ndarray
+    slave: np.ndarray
+    counter: np.ndarray
+    position: np.ndarray
+    rows: list[np.ndarray]
+    senders: list[np.ndarray]
+    seeds: list[np.ndarray]
 
 
 def _kind(
@@ -180,7 +223,15 @@ class StringReportEncoder:
         self.frame_ids = np.concatenate(
             [layout.kinds[k].frame_ids[[s]] for k, s in zip(self._kind, self._slave, strict=True)]
         )
-        self._by_kind = [np.flatnonzero(self._kind == number) for number in range(3)]
+        self._parts = [self._part(number) for number in range(len(layout.kinds))]
+
+    def _part(self, number: int) -> _EncodedKind:
+        rows = np.flatnonzero(self._kind == number)
+        kind = self.layout.kinds[number]
+        slave, key = self._slave[rows], self._key[rows]
+        sources = kind.sources[slave, key]
+        return _EncodedKind(number, kind.layout, rows, sources, sources >= 0, kind.seeds[slave],
+                            kind.base_words[key])  # fmt: skip
 
     def encode(self, time_s: float, reports: list[SlaveReport | None]) -> FrameBlock | None:
         """The frames of the slaves that report (None: this slave sends nothing), in send
@@ -189,38 +240,51 @@ class StringReportEncoder:
         reporting = np.array([report is not None for report in reports])
         if not reporting.any():
             return None
-        voltage_v = _joined(reports, "voltage_v", layout.cells, np.nan)
-        temp_c = _joined(reports, "temp_c", layout.sensors, np.nan)
-        opened = _joined(reports, "ntc_open", layout.sensors, False)
-        shorted = _joined(reports, "ntc_short", layout.sensors, False)
+        given = [_missing(layout, slave) if report is None else report
+                 for slave, report in enumerate(reports)]  # fmt: skip
+        columns = list(zip(*given, strict=True))  # SlaveReport's fields, slave by slave
+        fields = SlaveReport._fields
+        voltage_v, temp_c, opened, shorted = (
+            _joined(columns[fields.index(name)], name, counts)
+            for name, counts in (("voltage_v", layout.cells), ("temp_c", layout.sensors),
+                                 ("ntc_open", layout.sensors), ("ntc_short", layout.sensors))
+        )  # fmt: skip
         ntc_codes = np.where(opened, layout.ntc_open_raw,
                              np.where(shorted, layout.ntc_short_raw, -1))  # fmt: skip
-        missing = [np.nan] * len(STATUS_SIGNALS)
-        status = np.array([r.status_values() if r is not None else missing
-                           for r in reports]).ravel()  # fmt: skip
+        status = np.array([columns[fields.index(name)] for name in STATUS_FIELDS],
+                          dtype=np.float64).T.ravel()  # fmt: skip
+        status[np.repeat(~reporting, len(STATUS_FIELDS))] = np.nan
         payload = np.empty((self._kind.size, 8), dtype=np.uint8)
         alive = self._next_alive[self._counter] + self._occurrence
-        for number, string_values, codes in (
-            (VOLTAGES, voltage_v, None), (TEMPERATURES, temp_c, ntc_codes), (STATUS, status, None)
-        ):  # fmt: skip
-            rows = self._by_kind[number]
+        string_values = (voltage_v, temp_c, status)
+        for part in self._parts:
+            rows, sources = part.rows, part.sources
             if not rows.size:
                 continue
-            kind = layout.kinds[number]
-            sources = kind.sources[self._slave[rows], self._key[rows]]
-            values = np.append(string_values, np.nan)[sources]  # index -1: not carried
-            labels = None if codes is None else np.append(codes, -1)[sources]
-            payload[rows] = frame_arrays.encode(
-                kind.layout, values, sources >= 0, alive[rows], kind.seeds[self._slave[rows]],
-                labels, kind.base_words[self._key[rows]],
-            )  # fmt: skip
+            values = np.append(string_values[part.number], np.nan)[sources]  # -1: not carried
+            labels = np.append(ntc_codes, -1)[sources] if part.number == TEMPERATURES else None
+            payload[rows] = frame_arrays.encode(part.layout, values, part.carried, alive[rows],
+                                                part.seeds, labels, part.base_words)  # fmt: skip
         frame_ids = self.frame_ids
         sent = reporting[self._slave]
         if not sent.all():
             payload, frame_ids = payload[sent], frame_ids[sent]
-        np.add.at(self._next_alive, self._counter[sent], 1)
+        self._next_alive += np.bincount(self._counter[sent], minlength=layout.counters)
         self._next_alive %= ALIVE_MODULO
         return FrameBlock(time_s, frame_ids, payload)
+
+
+@dataclass(frozen=True)
+class _EncodedKind:
+    """A report kind's frames among a string's frames of a cycle, with what encodes them."""
+
+    number: int
+    layout: ArrayLayout
+    rows: np.ndarray  # among every frame of the cycle, in send order
+    sources: np.ndarray  # (rows, columns): string-wide value index, or -1
+    carried: np.ndarray
+    seeds: np.ndarray
+    base_words: np.ndarray
 
 
 class BalancingCommands:
@@ -282,22 +346,17 @@ class DecodedReports:
 
 def decode_reports(layout: ReportLayout, frame_ids: np.ndarray, payload: np.ndarray):
     """The report frames ``frame_ids`` (all ``layout.ours``) with their ``(n, 8)`` payloads."""
-    kind = layout.kind_of_id[frame_ids]
-    slave = layout.slave_of_id[frame_ids]
-    count = frame_ids.size
-    usable = np.zeros(count, dtype=bool)
-    alive = np.zeros(count, dtype=np.int64)
-    key = np.zeros(count, dtype=np.int64)
-    part = np.full(count, -1)
-    position = np.zeros(count, dtype=np.int64)
-    values, raws, rows_of = [], [], []
-    for number, spec in enumerate(layout.kinds):
-        rows = np.flatnonzero(kind == number)
-        rows_of.append(rows)
-        position[rows] = np.arange(rows.size)
-        sender = slave[rows]
+    route = layout.route(frame_ids)
+    count = route.kind.size
+    usable = np.empty(count, dtype=bool)
+    alive = np.empty(count, dtype=np.int64)
+    key = np.empty(count, dtype=np.int64)
+    part = np.empty(count, dtype=np.int64)
+    values, raws = [], []
+    for spec, rows, sender, seeds in zip(layout.kinds, route.rows, route.senders, route.seeds,
+                                         strict=True):  # fmt: skip
         keys = spec.base_words.size
-        decoded = frame_arrays.decode(spec.layout, payload[rows], spec.seeds[sender], keys)
+        decoded = frame_arrays.decode(spec.layout, payload[rows], seeds, keys)
         usable[rows] = decoded.usable
         alive[rows] = decoded.alive
         key[rows] = np.minimum(decoded.mux, keys - 1)
@@ -305,20 +364,22 @@ def decode_reports(layout: ReportLayout, frame_ids: np.ndarray, payload: np.ndar
         part[rows] = np.where(sent, spec.first_part[sender] + decoded.mux, -1)
         values.append(decoded.values)
         raws.append(decoded.raws)
-    return DecodedReports(kind, slave, usable, alive, layout.counter_of_id[frame_ids], part,
-                          key, position, values, raws, rows_of)  # fmt: skip
+    return DecodedReports(route.kind, route.slave, usable, alive, route.counter, part, key,
+                          route.position, values, raws, route.rows)  # fmt: skip
 
 
-def _joined(
-    reports: list[SlaveReport | None], name: str, counts: list[int], missing: float
-) -> np.ndarray:
-    """The reports' arrays ``name`` end to end along the string, ``missing`` for the slaves
-    that do not report."""
-    arrays = []
-    for slave, (report, count) in enumerate(zip(reports, counts, strict=True)):
-        array = np.full(count, missing) if report is None else getattr(report, name)
-        if array.shape != (count,):
-            raise ValueError(f"slave {slave + 1}'s report: {name} has {array.shape}, "
-                             f"not ({count},)")  # fmt: skip
-        arrays.append(array)
+def _missing(layout: ReportLayout, slave: int) -> SlaveReport:
+    """What stands in for a slave that does not report (its values are not sent)."""
+    cells, sensors = layout.cells[slave], layout.sensors[slave]
+    unknown = np.full(sensors, False)
+    return SlaveReport(np.full(cells, np.nan), np.full(sensors, np.nan), unknown, unknown,
+                       SlaveState.INIT, 0, 0, np.nan, np.nan)  # fmt: skip
+
+
+def _joined(arrays: tuple[np.ndarray, ...], name: str, counts: list[int]) -> np.ndarray:
+    """The slaves' arrays ``name`` end to end along the string."""
+    shapes = [array.shape for array in arrays]
+    for slave, (shape, count) in enumerate(zip(shapes, counts, strict=True)):
+        if shape != (count,):
+            raise ValueError(f"slave {slave + 1}'s report: {name} has {shape}, not ({count},)")
     return np.concatenate(arrays)
