@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 SLEW_PER_S = 2e-4  # the displayed SoC may drift towards its target this fast beyond counting
 
 
@@ -23,8 +21,11 @@ class PackSoc:
         spread = min(max(soc_max - soc_min, 0.0), 0.99)
         return min(1.0, max(0.0, soc_min / (1.0 - spread)))
 
-    def update(self, dt_s: float, soc: np.ndarray, current_a: float, capacity_ah: float) -> float:
-        target = self.target(float(soc.min()), float(soc.max()))
+    def update(
+        self, dt_s: float, soc_min: float, soc_max: float, current_a: float, capacity_ah: float
+    ) -> float:
+        """The pack SoC after ``dt_s``, given the cells' lowest and highest SoC now."""
+        target = self.target(soc_min, soc_max)
         if self.soc is None:
             self.soc = target
             return self.soc

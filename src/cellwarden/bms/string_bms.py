@@ -244,15 +244,14 @@ class StringBms:
         )
         self._estimate(now_s, dt_s, mean_current, cell_v, valid)
         status = self._status()
-        temp = self._cell_temp_c
         quantities = self._quantities
         self.limits = self.limiter.compute(
-            quantities[q.CELL_V_MAX], quantities[q.CELL_V_MIN], float(temp.min()),
-            float(temp.max()), status,
+            quantities[q.CELL_V_MAX], quantities[q.CELL_V_MIN], quantities[q.TEMP_MIN],
+            quantities[q.TEMP_MAX], status,
         )  # fmt: skip
         self._balance(dt_s, cell_v, status)
         self._publish_limits(status)
-        self.counters.observe(dt_s, float(temp.max()), quantities[q.CELL_V_MIN],
+        self.counters.observe(dt_s, quantities[q.TEMP_MAX], quantities[q.CELL_V_MIN],
                               quantities[q.CELL_V_MAX])  # fmt: skip
         self.state = self._publish(now_s, voltages)
 
@@ -265,11 +264,12 @@ class StringBms:
         quantities = self._quantities
         cell_v = voltages.cell_voltage_v
         trusted = cell_v[valid] if valid.any() else cell_v
-        quantities[q.CELL_V_MAX] = float(trusted.max())
-        quantities[q.CELL_V_MIN] = float(trusted.min())
+        v_max, v_min = float(trusted.max()), float(trusted.min())
+        quantities[q.CELL_V_MAX] = v_max
+        quantities[q.CELL_V_MIN] = v_min
         # a channel without data (its slave is lost) is the communication rule's business
         quantities[q.CELL_V_INVALID] = float(not (valid | np.isnan(cell_v)).all())
-        quantities[q.IMBALANCE_V] = float(trusted.max() - trusted.min())
+        quantities[q.IMBALANCE_V] = v_max - v_min
         quantities[q.TEMP_MAX] = float(self._cell_temp_c.max())
         quantities[q.TEMP_MIN] = float(self._cell_temp_c.min())
         quantities[q.NTC_OPEN] = float(temps.open_circuit.any())
@@ -284,9 +284,9 @@ class StringBms:
 
     def _estimate(self, now_s, dt_s, mean_current, cell_v, valid) -> None:
         # balancing bleeds some cells: their current is the string's less the bleed
-        bleed_a = np.nan_to_num(
-            self.balancer.bleed_current_a(cell_v, self.monitor.balancing_duty())
-        )
+        bleed_a = self.balancer.bleed_current_a(cell_v, self.monitor.balancing_duty())
+        if not np.isfinite(bleed_a).all():  # (a lost slave's channels read NaN)
+            bleed_a = np.nan_to_num(bleed_a)
         step = self.estimation.update(
             dt_s, mean_current, self.current_a, cell_v, self._cell_temp_c, valid, bleed_a,
             self.charge_counted_ah,
@@ -382,17 +382,18 @@ class StringBms:
         return frame
 
     def _publish(self, now_s: float, voltages: VoltageSample) -> BmsState:
-        e = self.estimator
-        temp = self._cell_temp_c
+        soc = self.estimator.soc
+        soc_min, soc_max = float(soc.min()), float(soc.max())
+        quantities = self._quantities
         soc_pct = 100.0 * self.pack_soc.update(
             now_s - (self.state.time_s if self.state else now_s),
-            e.soc, self.current_a, self.model.capacity_ah,
+            soc_min, soc_max, self.current_a, self.model.capacity_ah,
         )  # fmt: skip
         return BmsState(
             time_s=now_s,
             soc_pct=soc_pct,
-            soc_min_pct=100.0 * float(e.soc.min()),
-            soc_max_pct=100.0 * float(e.soc.max()),
+            soc_min_pct=100.0 * soc_min,
+            soc_max_pct=100.0 * soc_max,
             energy_wh=self._energy_wh,
             capacity_soh_pct=float(self.capacity.soh_pct.min()),
             resistance_soh_pct=float(self.resistance.soh_pct.min()),
@@ -400,10 +401,10 @@ class StringBms:
             power_limits_a=self.power_limits_a,
             path_state=self.path.state.value,
             active_codes=self._status().active_codes,
-            cell_voltage_min_v=self._quantities[q.CELL_V_MIN],
-            cell_voltage_max_v=self._quantities[q.CELL_V_MAX],
-            temp_min_c=float(temp.min()),
-            temp_max_c=float(temp.max()),
+            cell_voltage_min_v=quantities[q.CELL_V_MIN],
+            cell_voltage_max_v=quantities[q.CELL_V_MAX],
+            temp_min_c=quantities[q.TEMP_MIN],  # of the cells' temperatures this cycle
+            temp_max_c=quantities[q.TEMP_MAX],
             current_a=self.current_a,
             pack_voltage_v=voltages.pack_voltage_v,
             balancing_cells=int(self.balancer.mask.sum()),
