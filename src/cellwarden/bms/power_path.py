@@ -11,8 +11,8 @@ opened on charge current the BMS forbade stays open while that charger is still 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from cellwarden.bms.event_log import BmsEventLog
 from cellwarden.hardware.interfaces import OPEN, PathCommand, PowerPath
@@ -32,8 +32,7 @@ class PathState(StrEnum):
     FAULT = "fault"
 
 
-@dataclass(frozen=True)
-class PathInputs:
+class PathInputs(NamedTuple):
     """What the sequencer needs each protection tick."""
 
     want_closed: bool  # the BMS wants the pack connected (no protection says otherwise)

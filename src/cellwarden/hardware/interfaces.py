@@ -2,19 +2,19 @@
 
 Voltages are per series cell (parallel cells share one channel), NaN where a channel has no
 data (its slave is lost); temperatures are per sensor.
-Times are the injected clock's seconds. Positive current charges the battery.
+Times are the injected clock's seconds. Positive current charges the battery. Samples are
+immutable records (named tuples: a string makes dozens every cycle).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
 
-@dataclass(frozen=True)
-class VoltageSample:
+class VoltageSample(NamedTuple):
     """One conversion of every cell channel, plus the independent stack and link measurements."""
 
     time_s: float
@@ -23,8 +23,7 @@ class VoltageSample:
     link_voltage_v: float  # load side of the power path (DC link)
 
 
-@dataclass(frozen=True)
-class TemperatureSample:
+class TemperatureSample(NamedTuple):
     """Every temperature sensor, with the open and short flags of its ADC range check."""
 
     time_s: float
@@ -33,8 +32,7 @@ class TemperatureSample:
     short_circuit: np.ndarray
 
 
-@dataclass(frozen=True)
-class CurrentSample:
+class CurrentSample(NamedTuple):
     time_s: float
     current_a: float
 
@@ -59,8 +57,7 @@ class PathCommand:
 OPEN = PathCommand(charge=False, discharge=False)
 
 
-@dataclass(frozen=True)
-class PathFeedback:
+class PathFeedback(NamedTuple):
     """What the path reports back: auxiliary contacts or gate-drive feedback."""
 
     precharge_closed: bool
