@@ -24,7 +24,7 @@ def _front_ends(series: int, cells_per_slave: int, sensor_every: int) -> list:
     })  # fmt: skip
     simulation = Simulation(scenario)
     simulation.run()
-    front_ends = [node.front_end for node in simulation.controller.nodes[0].daisy_chain.nodes]
+    front_ends = simulation.controller.nodes[0].daisy_chain.slaves.front_ends
     assert all(isinstance(fe, SimulatedCellMonitor) for fe in front_ends)
     return front_ends
 
@@ -80,3 +80,36 @@ def test_a_batch_stands_down_while_a_hardware_fault_acts():
     before = _state(front_ends)
     assert not FrontEndBatch(front_ends).prepare(1000.0)
     assert _state(front_ends) == before
+
+
+@pytest.mark.parametrize(("series", "per_slave"), [(288, 18), (100, 12)])
+def test_a_batch_switches_bleeders_as_each_front_end_alone(series, per_slave):
+    front_ends = _front_ends(series, per_slave, 3)
+    plant = front_ends[0].plant
+    rng = np.random.default_rng(series)
+    batch = FrontEndBatch(front_ends)
+    groups, bled = plant.layout.group_count, 0
+    for round_ in range(8):
+        plant.gs[k.G_VOLT, :groups] = rng.uniform(2.5, 3.7, groups)
+        plant.bus[k.COOLANT_C] = rng.uniform(-10.0, 60.0)
+        masks = [rng.random(fe.cell_count) < rng.choice([0.0, 0.3, 1.0]) for fe in front_ends]
+        if round_ % 3 == 0:  # some boards all off (and some of them already off)
+            masks[: len(masks) // 2] = [np.zeros(fe.cell_count, dtype=bool)
+                                        for fe in front_ends[: len(masks) // 2]]  # fmt: skip
+        saved = plant.gs[k.G_BLEED_G].copy()
+        fields = [(fe._mask, fe._duty, fe.board_temp_c) for fe in front_ends]
+        for fe, mask in zip(front_ends, masks, strict=True):
+            fe.set_balancing(mask)
+        alone = (plant.gs[k.G_BLEED_G].tobytes(),
+                 [(fe._duty, fe.board_temp_c) for fe in front_ends])  # fmt: skip
+        plant.gs[k.G_BLEED_G] = saved
+        for fe, (mask, duty, board_c) in zip(front_ends, fields, strict=True):
+            fe._mask, fe._duty, fe.board_temp_c = mask, duty, board_c
+        batch.set_balancing(masks)
+        together = (plant.gs[k.G_BLEED_G].tobytes(),
+                    [(fe._duty, fe.board_temp_c) for fe in front_ends])  # fmt: skip
+        assert together == alone
+        bleeding = plant.gs[k.G_BLEED_G, :groups] > 0
+        assert not (bleeding & ~np.concatenate(masks)).any()  # only where asked (derated: less)
+        bled += int(bleeding.sum())
+    assert bled > 0

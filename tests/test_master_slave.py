@@ -174,7 +174,7 @@ def test_slave_comes_back_and_the_string_reconnects():
 def test_balancing_stops_when_the_master_falls_silent():
     simulation = Simulation(_scenario(duration_s=2.0))
     node = simulation.controller.nodes[0]
-    slave = node.daisy_chain.nodes[0]
+    slaves = node.daisy_chain.slaves
     mask = np.zeros(24, dtype=bool)
     mask[3] = True
     node.chain.set_balancing(mask)
@@ -182,8 +182,9 @@ def test_balancing_stops_when_the_master_falls_silent():
     node.daisy_chain.service(0.0)
     plant = simulation.plant
     assert plant.gs[k.G_BLEED_G, 3] > 0.0  # the command reached the bleeder
-    assert slave.balancing_timeout_s == simulation.scenario.bms.internal_bus.balancing_timeout_s
-    node.daisy_chain.service(slave.balancing_timeout_s + 0.1)  # no command since
+    timeout_s = float(slaves.balancing_timeout_s[0])
+    assert timeout_s == simulation.scenario.bms.internal_bus.balancing_timeout_s
+    node.daisy_chain.service(timeout_s + 0.1)  # no command since
     assert plant.gs[k.G_BLEED_G, 3] == 0.0
     simulation.controller.close()
 

@@ -2,7 +2,7 @@
 temperatures and status of one cycle encoded at once (the slaves' side) and decoded at once
 (the master's side).
 
-A slave's firmware (``comms.slave_node``) measures and says what it reports; this module puts
+The slaves' firmware (``comms.slave_firmware``) measures and says what it reports; this module puts
 the reports of a whole string on the wire, byte for byte as each slave's codecs encode them
 one frame at a time (``tests/test_slave_reports.py``): per slave, in chain order, its voltage
 frames (three cells each), its temperature frames (six sensors each, a rail reading as its
@@ -325,6 +325,15 @@ class BalancingCommands:
         carried = np.ones(values.shape, dtype=bool)
         payload = frame_arrays.encode(self.layout, values, carried, counts, self._seeds)
         return FrameBlock(time_s, self.frame_ids, payload)
+
+    def decode(
+        self, senders: np.ndarray, payload: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Commands to the slaves ``senders`` (chain positions) with their ``(n, 8)``
+        payloads: whether each is usable (its CRC holds), its enable flag and its raw mask."""
+        decoded = frame_arrays.decode(self.layout, payload, self._seeds[senders])
+        values = decoded.values
+        return decoded.usable, values[:, self._enable] != 0, values[:, self._mask]
 
 
 @dataclass(frozen=True)

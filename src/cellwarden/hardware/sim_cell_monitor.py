@@ -76,6 +76,8 @@ class SimulatedCellMonitor:
         self._full_scale = 2**board.ntc.adc_bits - 1
         self._code_temp_c = _code_temperatures(board.ntc) if self._sensor_count else None
         self._prepared: TemperatureSample | None = None  # left by a ``FrontEndBatch``
+        self._no_open_wire = np.zeros(self.cell_count, dtype=bool)
+        self._no_open_wire.flags.writeable = False
 
     # --- voltages ---------------------------------------------------------------------------
     def sample_voltages(self, now_s: float) -> VoltageSample:
@@ -125,9 +127,13 @@ class SimulatedCellMonitor:
         ]
 
     def open_wire_check(self, now_s: float) -> np.ndarray:
-        """Channels next to an open sense wire (the front end's current-source test)."""
+        """Channels next to an open sense wire (the front end's current-source test); with
+        none, always the same read-only array."""
+        wires = self._open_wires()
+        if not wires:
+            return self._no_open_wire
         flags = np.zeros(self.cell_count, dtype=bool)
-        for wire in self._open_wires():
+        for wire in wires:
             for channel in (wire - 1, wire):
                 if 0 <= channel < self.cell_count:
                     flags[channel] = True
@@ -167,16 +173,29 @@ class SimulatedCellMonitor:
     # --- balancing --------------------------------------------------------------------------
     def set_balancing(self, mask: np.ndarray) -> None:
         """Switch bleed resistors; the board derates the duty to stay within its heat budget."""
-        spec = self.spec.balancing
         mask = np.asarray(mask, dtype=bool)
-        if not mask.any() and not self._mask.any():  # all off, and already off
-            self.board_temp_c = float(self.plant.bus[k.COOLANT_C])
+        if self._stays_off(mask):
             return
-        self._mask = mask
         voltage = self.plant.gs[k.G_VOLT, self._cells]
-        power_w = float(
-            np.add.reduce(np.where(mask, voltage * voltage, 0.0)) / spec.bleed_resistance_ohm
+        conductance_s = self._derated_conductance_s(
+            mask, np.add.reduce(np.where(mask, voltage * voltage, 0.0))
         )
+        self.plant.set_bleed_conductance(np.where(mask, conductance_s, 0.0), self._cells)
+
+    def _stays_off(self, mask: np.ndarray) -> bool:
+        """Whether ``mask`` leaves every bleeder off, as they were (the board is at coolant
+        temperature, nothing else changes)."""
+        if mask.any() or self._mask.any():
+            return False
+        self.board_temp_c = float(self.plant.bus[k.COOLANT_C])
+        return True
+
+    def _derated_conductance_s(self, mask: np.ndarray, square_sum_v2: float) -> float:
+        """Take ``mask``, whose cells' squared voltages add up to ``square_sum_v2``: the board's
+        temperature and bleed duty follow; returns each bleeding cell's conductance."""
+        spec = self.spec.balancing
+        self._mask = mask
+        power_w = float(square_sum_v2 / spec.bleed_resistance_ohm)
         duty = 1.0 if power_w <= spec.max_board_power_w else spec.max_board_power_w / power_w
         board_c = (
             self.plant.bus[k.COOLANT_C] + power_w * duty * spec.board_thermal_resistance_k_per_w
@@ -185,8 +204,7 @@ class SimulatedCellMonitor:
         span = spec.derate_stop_c - spec.derate_start_c
         duty *= min(1.0, max(0.0, (spec.derate_stop_c - board_c) / span)) if span > 0 else 1.0
         self._duty = duty
-        conductance = np.where(mask, duty / spec.bleed_resistance_ohm, 0.0)
-        self.plant.set_bleed_conductance(conductance, self._cells)
+        return duty / spec.bleed_resistance_ohm
 
     def balancing_duty(self) -> float:
         return self._duty
@@ -265,7 +283,8 @@ class FrontEndBatch:
         self._offset_v = np.concatenate([fe._offset_v for fe in front_ends])
         self._ntc_offset_c = np.concatenate([fe._ntc_offset_c for fe in front_ends])
         counts = [(fe.cell_count, fe._sensor_count) for fe in front_ends]
-        self._cell_spans = _spans([c for c, _ in counts])
+        self._cell_counts = [c for c, _ in counts]
+        self._cell_spans = _spans(self._cell_counts)
         self._sensor_spans = _spans([s for _, s in counts])
         tables = {id(fe._code_temp_c) for fe in front_ends if fe._sensor_count}
         self.usable = len(tables) <= 1 and all(
@@ -311,6 +330,23 @@ class FrontEndBatch:
             fe._last = VoltageSample(now_s, split_v[index], pack, link)
             fe._prepared = TemperatureSample(now_s, *per_front_end[index])
         return True
+
+    def set_balancing(self, masks: list[np.ndarray]) -> None:
+        """Each front end's ``set_balancing(masks[i])``, the string's squared voltages and
+        conductances worked out at once (each front end's sum over its own cells, as it adds
+        them up alone)."""
+        masks = [np.asarray(mask, dtype=bool) for mask in masks]
+        string_mask = np.concatenate(masks)
+        voltage = self.plant.gs[k.G_VOLT, self._cells]
+        squares = np.where(string_mask, voltage * voltage, 0.0)
+        conductance_s = np.zeros(len(masks))
+        for index, (fe, mask, span) in enumerate(
+            zip(self.front_ends, masks, self._cell_spans, strict=True)
+        ):
+            if not fe._stays_off(mask):  # (a board that stays off keeps zeros, as written)
+                conductance_s[index] = fe._derated_conductance_s(mask, np.add.reduce(squares[span]))
+        every_cell = np.repeat(conductance_s, self._cell_counts)
+        self.plant.set_bleed_conductance(np.where(string_mask, every_cell, 0.0), self._cells)
 
     def _each_alone(self, noise_c: list[np.ndarray]) -> list[tuple]:
         """Each front end's NTC readings converted on their own, with the noise drawn."""

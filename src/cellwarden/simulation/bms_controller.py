@@ -28,7 +28,7 @@ from cellwarden.comms.charger_can import CanChargerLink
 from cellwarden.comms.external_can import BMS_TIMEOUT_S, VEHICLE_TIMEOUT_S, ExternalCanLink
 from cellwarden.comms.inverter_can import InverterCanLink
 from cellwarden.comms.slave_chain import SlaveChainMonitor
-from cellwarden.comms.slave_node import SlaveNode
+from cellwarden.comms.slave_firmware import SlaveFirmware
 from cellwarden.comms.string_master_link import StringMasterLink
 from cellwarden.comms.system_bus import SystemBusMaster
 from cellwarden.hardware.sim_board import build_master_slave_boards, build_string_board
@@ -218,10 +218,7 @@ class ClosedLoopController:
         single = plant.layout.string_count == 1
         bus = "internal" if single else f"internal-{index + 1}"
         taps = [SlaveTap() for _ in boards.front_ends]
-        slaves = [
-            SlaveNode(position, front_end, tap)
-            for position, (front_end, tap) in enumerate(zip(boards.front_ends, taps, strict=True))
-        ]
+        slaves = SlaveFirmware(boards.front_ends, taps)
         chain = SlaveChainMonitor(
             self.network.port(bus),
             [front_end.cell_count for front_end in boards.front_ends],

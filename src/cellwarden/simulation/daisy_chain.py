@@ -14,7 +14,7 @@ import numpy as np
 
 from cellwarden.comms.can_bus import Frame, FrameBlock, FramePort
 from cellwarden.comms.internal_protocol import internal_codec, trigger_codec
-from cellwarden.comms.slave_node import SlaveNode
+from cellwarden.comms.slave_firmware import SlaveFirmware
 from cellwarden.comms.slave_reports import ReportLayout, StringReportEncoder
 from cellwarden.hardware.sim_cell_monitor import FrontEndBatch, SimulatedCellMonitor
 from cellwarden.model.faults import ChainFault, SlaveFault
@@ -42,21 +42,20 @@ class DaisyChain:
         plant: SystemPlant,
         string: int,
         port: FramePort,
-        nodes: list[SlaveNode],
+        slaves: SlaveFirmware,
         taps: list[SlaveTap],
         rng: np.random.Generator,
     ) -> None:
         self.plant = plant
         self.string = string
         self.port = port
-        self.nodes = nodes
+        self.slaves = slaves
         self.taps = taps
         self._rng = rng
+        front_ends = slaves.front_ends
         self._reports = StringReportEncoder(
-            ReportLayout([node.cells for node in nodes],
-                         [node.front_end.sensor_cells.size for node in nodes])
-        )  # fmt: skip
-        front_ends = [node.front_end for node in nodes]
+            ReportLayout(slaves.cells, [fe.sensor_cells.size for fe in front_ends])
+        )
         self._batch = (
             FrontEndBatch(front_ends)  # type: ignore[arg-type]
             if all(isinstance(fe, SimulatedCellMonitor) for fe in front_ends)
@@ -64,8 +63,8 @@ class DaisyChain:
         )
         self._trigger_id = trigger_codec().frame_id
         self._recipients: dict[int, list[int]] = {}  # frame identifier -> slaves taking it
-        for index, node in enumerate(nodes):
-            for frame_id in node.accepted_ids:
+        for index in range(len(front_ends)):
+            for frame_id in slaves.accepted_ids(index):
                 self._recipients.setdefault(frame_id, []).append(index)
         self._down: list[tuple[float, int, Frame]] = []  # (due, slave, frame)
         self._up: list[tuple[float, Frame]] = []  # (due, frame)
@@ -82,8 +81,9 @@ class DaisyChain:
     def service(self, now_s: float) -> None:
         """Deliver the master's frames, let every slave run, carry their answers back."""
         chain, slave_modes = self._faults()
-        nodes, taps = self.nodes, self.taps
-        reachable = min([len(nodes)] + [f.reachable_slaves for f in chain if f.mode == "break"])
+        slaves, taps = self.slaves, self.taps
+        count = len(taps)
+        reachable = min([count] + [f.reachable_slaves for f in chain if f.mode == "break"])
         latency_s = sum(f.latency_s for f in chain if f.mode == "latency")
         # the faults that draw random numbers, in the chain's order (as _lost/_corrupted do)
         loss = [f for f in chain if f.mode == "loss"]
@@ -96,7 +96,7 @@ class DaisyChain:
                 for index in recipients.get(frame.frame_id, ()):
                     if index < reachable:
                         taps[index].inbox.append(frame)
-            if (self._batch is not None and reachable == len(nodes) and not slave_modes
+            if (self._batch is not None and reachable == count and not slave_modes
                     and any(frame.frame_id == self._trigger_id for frame in frames)):  # fmt: skip
                 self._batch.prepare(now_s)  # every slave converts now: all at once
         elif frames or self._down:
@@ -107,17 +107,16 @@ class DaisyChain:
             arrived, self._down = _split_due(now_s, self._down)
             for _, index, frame in arrived:
                 taps[index].inbox.append(frame)
-        for index, node in enumerate(nodes):
-            if slave_modes and slave_modes.get(index) == "silent":
-                node.front_end.set_balancing(np.zeros(node.cells, dtype=bool))
-                taps[index].inbox.clear()
-                continue
-            node.tick(now_s)
-        block = self._reports_block(now_s, [node.take_reports() for node in nodes])
+        silent = [i for i, mode in slave_modes.items() if mode == "silent" and i < count]
+        for index in silent:  # dead: its bleeders off, whatever reached it lost
+            slaves.front_ends[index].set_balancing(np.zeros(slaves.cells[index], dtype=bool))
+            taps[index].inbox.clear()
+        slaves.tick(now_s, [index for index in range(count) if index not in silent], self._batch)
+        block = self._reports_block(now_s, slaves.take_reports())
         if block is not None:
             send_block = getattr(self.port, "send_block", None)
             if send_block is not None and not (
-                latency_s or self._up or loss or corruption or reachable < len(nodes)
+                latency_s or self._up or loss or corruption or reachable < count
                 or slave_modes
             ):  # fmt: skip
                 send_block(block)  # the common case: every frame arrives, now, as sent

@@ -1,0 +1,236 @@
+"""The firmware of the slave modules on one daisy chain: each slave measures when the master
+triggers, reports over the internal bus, and switches its bleed resistors as commanded, within
+its thermal limits.
+
+Every slave is one row here, its chain position its address: it takes only the frames
+addressed to it (its inbox) and drives only its own front end. What the slaves do in a cycle
+is worked out for all of them at once: their balancing commands decoded as one array, their
+bleeders' timeouts and thermal limits judged as arrays. Their reports go on the wire through
+``comms.slave_reports``, which encodes every slave's of a string at once (the chain collects
+them with ``take_reports``).
+
+Balancing stops by itself when the master's commands stop arriving (the configured timeout)
+or when the board runs hotter than the configured maximum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from cellwarden.comms.can_bus import Frame
+from cellwarden.comms.codec import FrameError
+from cellwarden.comms.internal_protocol import (
+    SlaveState,
+    bits_to_mask,
+    mask_to_bits,
+    trigger_codec,
+)
+from cellwarden.comms.slave_reports import BalancingCommands, ReportLayout, SlaveReport
+from cellwarden.hardware.interfaces import CellMonitor
+
+DEFAULT_BALANCING_TIMEOUT_S = 3.0
+DEFAULT_MAX_BOARD_TEMP_C = 80.0
+DUTY_STEPS = 15  # the status frame reports the bleed duty in fifteenths
+TRIGGER, BALANCING, CONFIG = range(3)  # the frames a slave takes
+
+
+class FrameInbox(Protocol):
+    """Where a slave's firmware finds the frames that reached it."""
+
+    def receive(self) -> list[Frame]:
+        """Every frame that arrived since the last call, oldest first."""
+        ...
+
+
+class SlaveFrontEnd(CellMonitor, Protocol):
+    """A slave's front end also knows its board temperature (balancing heats it)."""
+
+    board_temp_c: float
+
+
+class BleederBank(Protocol):
+    """Every slave's bleeders of a chain switched in one call (a simulation's shortcut)."""
+
+    def set_balancing(self, masks: list[np.ndarray]) -> None:
+        """Each front end's ``set_balancing(masks[k])``."""
+        ...
+
+
+class SlaveFirmware:
+    """The slaves of one chain, slave ``k`` over ``front_ends[k]`` and ``inboxes[k]``."""
+
+    def __init__(self, front_ends: Sequence[SlaveFrontEnd], inboxes: Sequence[FrameInbox]) -> None:
+        if len(front_ends) != len(inboxes):
+            raise ValueError(f"{len(front_ends)} front ends for {len(inboxes)} inboxes")
+        self.front_ends = list(front_ends)
+        self.inboxes = list(inboxes)
+        slaves = len(front_ends)
+        self.cells = [fe.cell_count for fe in front_ends]
+        self.balancing_timeout_s = np.full(slaves, DEFAULT_BALANCING_TIMEOUT_S)
+        self.max_board_temp_c = np.full(slaves, DEFAULT_MAX_BOARD_TEMP_C)
+        self.rejected_frames = np.zeros(slaves, dtype=np.int64)
+        self._enabled = np.zeros(slaves, dtype=bool)
+        self._command_s = np.full(slaves, -np.inf)
+        self._commanded_bits = np.zeros(slaves)  # the raw mask each slave last received
+        self._off = [_Bits(_all_off(cells)) for cells in self.cells]
+        self._mask = list(self._off)  # as commanded
+        self._applied = list(self._off)  # as applied
+        self._open_wire = list(self._off)  # the last open-wire test's result
+        self._reports: list[list[SlaveReport]] = [[] for _ in range(slaves)]
+        layout = ReportLayout(self.cells, [fe.sensor_cells.size for fe in front_ends])
+        self._commands = BalancingCommands(layout)
+        self._trigger = trigger_codec()
+        self._config = [m.config for m in layout.messages]
+        self._config_signals = [
+            (m.signal("Cfg", "BalancingTimeout"), m.signal("Cfg", "MaxBoardTemp"))
+            for m in layout.messages
+        ]
+        self._kind_of = [  # per slave: the frames addressed to it (others pass by)
+            {self._trigger.frame_id: TRIGGER, m.balancing.frame_id: BALANCING,
+             m.config.frame_id: CONFIG}
+            for m in layout.messages
+        ]  # fmt: skip
+
+    def accepted_ids(self, slave: int) -> frozenset[int]:
+        """The identifiers of the frames addressed to ``slave`` (its acceptance filter)."""
+        return frozenset(self._kind_of[slave])
+
+    def tick(
+        self, now_s: float, running: Sequence[int] | None = None, bank: BleederBank | None = None
+    ) -> None:
+        """Every running slave (default: all) handles the frames that reached it, then keeps
+        its bleeders within their limits (through ``bank`` when every slave runs).
+
+        A slave's balancing command and configuration act on its bleeders at the end of the
+        tick, and its reports carry the bleeders as they were before it; so each slave's
+        commands, configurations and triggers are taken kind by kind, each kind in arrival
+        order, as one slave handling them frame by frame would leave them."""
+        slaves = range(len(self.front_ends)) if running is None else list(running)
+        triggers: list[tuple[int, bool]] = []  # (slave, open-wire test asked)
+        commands: list[tuple[int, bytes]] = []
+        for slave in slaves:
+            kind_of = self._kind_of[slave]
+            for frame in self.inboxes[slave].receive():
+                kind = kind_of.get(frame.frame_id)
+                if kind == TRIGGER:
+                    self._take_trigger(slave, frame, triggers)
+                elif kind == BALANCING:
+                    commands.append((slave, frame.data))
+                elif kind == CONFIG:
+                    self._configure(slave, frame)
+        if commands:
+            self._command(now_s, commands)
+        for slave, open_wire_test in triggers:
+            self._report(now_s, slave, open_wire_test)
+        self._apply_balancing(now_s, slaves, bank if len(slaves) == len(self.cells) else None)
+
+    def _take_trigger(self, slave: int, frame: Frame, triggers: list[tuple[int, bool]]) -> None:
+        try:  # one broadcast frame, decoded once for all slaves
+            decoded = self._trigger._decode_shared(frame.data)
+        except FrameError:
+            decoded = None
+        if decoded is None or not decoded.crc_ok:
+            self.rejected_frames[slave] += 1
+            return
+        triggers.append((slave, bool(decoded.values["Trigger_OpenWire"])))
+
+    def _configure(self, slave: int, frame: Frame) -> None:
+        try:
+            values = self._config[slave].decode_checked(frame.data).values
+        except FrameError:
+            self.rejected_frames[slave] += 1
+            return
+        timeout, max_temp = self._config_signals[slave]
+        self.balancing_timeout_s[slave] = float(values[timeout])
+        self.max_board_temp_c[slave] = float(values[max_temp])
+
+    def _command(self, now_s: float, commands: list[tuple[int, bytes]]) -> None:
+        """The balancing commands that arrived, decoded at once; each slave keeps its last
+        good one."""
+        framed = [(slave, data) for slave, data in commands if len(data) == 8]
+        for slave, data in commands:
+            if len(data) != 8:
+                self.rejected_frames[slave] += 1
+        if not framed:
+            return
+        senders = np.array([slave for slave, _ in framed])
+        payload = np.frombuffer(b"".join([data for _, data in framed]), dtype=np.uint8)
+        usable, enabled, bits = self._commands.decode(senders, payload.reshape(-1, 8))
+        if not usable.all():
+            np.add.at(self.rejected_frames, senders[~usable], 1)
+        for slave, on, raw in zip(senders[usable].tolist(), enabled[usable].tolist(),
+                                  bits[usable].tolist(), strict=True):  # fmt: skip
+            self._enabled[slave] = on
+            if raw != self._commanded_bits[slave]:  # a new mask (the same one most cycles)
+                self._commanded_bits[slave] = raw
+                self._mask[slave] = _Bits(bits_to_mask(raw, self.cells[slave]))
+            self._command_s[slave] = now_s
+
+    def _apply_balancing(
+        self, now_s: float, slaves: Sequence[int], bank: BleederBank | None
+    ) -> None:
+        """Each slave's bleeders on as commanded while its commands are fresh and its board
+        cool enough, else off (all of them through ``bank`` where given)."""
+        if not len(slaves):
+            return
+        rows = np.asarray(slaves)
+        front_ends = self.front_ends
+        board_c = np.array([front_ends[slave].board_temp_c for slave in slaves])
+        fresh = now_s - self._command_s[rows] <= self.balancing_timeout_s[rows]
+        on = self._enabled[rows] & fresh & (board_c < self.max_board_temp_c[rows])
+        for slave, bleed in zip(slaves, on.tolist(), strict=True):
+            self._applied[slave] = self._mask[slave] if bleed else self._off[slave]
+        if bank is not None:
+            bank.set_balancing([applied.mask for applied in self._applied])
+            return
+        for slave in slaves:
+            front_ends[slave].set_balancing(self._applied[slave].mask)
+
+    def take_reports(self) -> list[list[SlaveReport]]:
+        """Per slave, the reports made since the last call (one per trigger), to go on the
+        wire."""
+        reports, self._reports = self._reports, [[] for _ in self.front_ends]
+        return reports
+
+    def _report(self, now_s: float, slave: int, open_wire_test: bool) -> None:
+        fe = self.front_ends[slave]
+        voltages = fe.sample_voltages(now_s)
+        temps = fe.sample_temperatures(now_s)
+        if open_wire_test:
+            flags = fe.open_wire_check(now_s)
+            # the same read-only array as last time needs no new bits
+            if flags is not self._open_wire[slave].mask or flags.flags.writeable:
+                self._open_wire[slave] = _Bits(flags)
+        balancing, open_wire = self._applied[slave], self._open_wire[slave]
+        bleeding = balancing.any
+        duty = round(fe.balancing_duty() * DUTY_STEPS) / DUTY_STEPS if bleeding else 0.0
+        state = SlaveState.BALANCING if bleeding else SlaveState.NORMAL
+        if open_wire.any or temps.open_circuit.any() or temps.short_circuit.any():
+            state = SlaveState.FAULT
+        self._reports[slave].append(SlaveReport(
+            voltages.cell_voltage_v, temps.temp_c, temps.open_circuit, temps.short_circuit,
+            state, open_wire.bits, balancing.bits, float(fe.board_temp_c), duty,
+        ))  # fmt: skip
+
+
+def _all_off(cells: int) -> np.ndarray:
+    off = np.zeros(cells, dtype=bool)
+    off.flags.writeable = False  # shared: every "all off" of a slave is this one
+    return off
+
+
+class _Bits:
+    """A mask of a slave's cells with its bits (``mask_to_bits``) and whether any is set,
+    worked out once."""
+
+    __slots__ = ("any", "bits", "mask")
+
+    def __init__(self, mask: np.ndarray) -> None:
+        self.mask = mask
+        self.bits = mask_to_bits(mask)
+        # where the bits stand for every element, "any set" is "some bit set"
+        exact = mask.dtype == np.bool_ and mask.ndim == 1 and mask.size < 63
+        self.any = self.bits != 0 if exact else bool(mask.any())
