@@ -309,13 +309,11 @@ class StringBms:
             return
         self._power_limits_at_s = self._last_main_s
         volts = self.config.cell.effective_limits.cell_voltage_v
+        limits = current_limits(point, e.v1, e.v2, self.model.capacity_ah, volts.lower.mol,
+                                volts.upper.mol, HORIZONS_S)  # fmt: skip
         self.power_limits_a = {
-            f"{horizon:g}s": current_limits(
-                point, e.v1, e.v2, self.model.capacity_ah, volts.lower.mol, volts.upper.mol,
-                horizon,
-            )
-            for horizon in HORIZONS_S
-        }  # fmt: skip
+            f"{horizon:g}s": limit for horizon, limit in zip(HORIZONS_S, limits, strict=True)
+        }
 
     def _balance(self, dt_s, cell_v, status: ProtectionStatus) -> None:
         balancer = self.balancer

@@ -19,7 +19,7 @@ import queue
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, NamedTuple, Protocol, TextIO
 
 import can
 import numpy as np
@@ -33,9 +33,8 @@ def due(now_s: float, last_s: float | None, period_s: float) -> bool:
     return last_s is None or now_s - last_s >= period_s - CLOCK_EPS_S
 
 
-@dataclass(frozen=True)
-class Frame:
-    """One CAN frame as a node sends or receives it."""
+class Frame(NamedTuple):
+    """One CAN frame as a node sends or receives it (a tuple: buses carry thousands a second)."""
 
     time_s: float
     frame_id: int

@@ -208,7 +208,7 @@ class SlaveFirmware:
         bleeding = balancing.any
         duty = round(fe.balancing_duty() * DUTY_STEPS) / DUTY_STEPS if bleeding else 0.0
         state = SlaveState.BALANCING if bleeding else SlaveState.NORMAL
-        if open_wire.any or temps.open_circuit.any() or temps.short_circuit.any():
+        if open_wire.any or np.count_nonzero(temps.open_circuit | temps.short_circuit):
             state = SlaveState.FAULT
         self._reports[slave].append(SlaveReport(
             voltages.cell_voltage_v, temps.temp_c, temps.open_circuit, temps.short_circuit,

@@ -6,7 +6,11 @@ import numpy as np
 
 from cellwarden.hardware.interfaces import TemperatureSample, VoltageSample
 from cellwarden.hardware.sensor_faults import StuckAndDrift
-from cellwarden.hardware.sim_hv_measurement import HV_NOISE_V, SimulatedHvMeasurement
+from cellwarden.hardware.sim_hv_measurement import (
+    HV_NOISE_V,
+    SimulatedHvMeasurement,
+    measured_v,
+)
 from cellwarden.model.board import BoardSpec
 from cellwarden.model.faults import NtcFault, OpenWire
 from cellwarden.plant import kernel as k
@@ -185,7 +189,7 @@ class SimulatedCellMonitor:
     def _stays_off(self, mask: np.ndarray) -> bool:
         """Whether ``mask`` leaves every bleeder off, as they were (the board is at coolant
         temperature, nothing else changes)."""
-        if mask.any() or self._mask.any():
+        if np.count_nonzero(mask) or np.count_nonzero(self._mask):
             return False
         self.board_temp_c = float(self.plant.bus[k.COOLANT_C])
         return True
@@ -285,6 +289,14 @@ class FrontEndBatch:
         counts = [(fe.cell_count, fe._sensor_count) for fe in front_ends]
         self._cell_counts = [c for c, _ in counts]
         self._cell_spans = _spans(self._cell_counts)
+        # boards of equal cell counts over consecutive channels: their sums as rows of one
+        # array (a row-wise reduce adds each row up as the row alone)
+        self._rows = (len(front_ends), first.cell_count) if (
+            isinstance(self._cells, slice) and len(set(self._cell_counts)) == 1
+            and all(isinstance(fe.hv.groups, slice) and fe.hv.groups == fe._cells
+                    for fe in front_ends)
+        ) else None  # fmt: skip
+        self._hv_gain = np.array([fe.hv.gain for fe in front_ends])
         self._sensor_spans = _spans([s for _, s in counts])
         tables = {id(fe._code_temp_c) for fe in front_ends if fe._sensor_count}
         self.usable = len(tables) <= 1 and all(
@@ -325,11 +337,24 @@ class FrontEndBatch:
         else:
             split_t = [[part[span] for span in self._sensor_spans] for part in temps]
             per_front_end = list(zip(*split_t, strict=True))
-        for index, fe in enumerate(front_ends):
-            pack, link = fe.hv.reading(hv_noise[index] * HV_NOISE_V)
-            fe._last = VoltageSample(now_s, split_v[index], pack, link)
-            fe._prepared = TemperatureSample(now_s, *per_front_end[index])
+        for fe, cells_v, (pack, link), temps_c in zip(
+            front_ends, split_v, self._hv_readings(hv_noise), per_front_end, strict=True
+        ):
+            fe._last = VoltageSample(now_s, cells_v, pack, link)
+            fe._prepared = TemperatureSample(now_s, *temps_c)
         return True
+
+    def _hv_readings(self, noise: list[np.ndarray]) -> list[tuple[float, float]]:
+        """Each front end's stack and link measurement with its two noise draws."""
+        if self._rows is None:
+            return [fe.hv.reading(z * HV_NOISE_V) for fe, z in zip(self.front_ends, noise,
+                                                                     strict=True)]  # fmt: skip
+        plant = self.plant
+        stack_v = np.add.reduce(plant.gs[k.G_VOLT, self._cells].reshape(self._rows), axis=1)
+        noise_v = np.array(noise) * HV_NOISE_V
+        pack, link = measured_v(stack_v, plant.bus_voltage_v, self._hv_gain, noise_v[:, 0],
+                                noise_v[:, 1])  # fmt: skip
+        return list(zip(pack.tolist(), link.tolist(), strict=True))
 
     def set_balancing(self, masks: list[np.ndarray]) -> None:
         """Each front end's ``set_balancing(masks[i])``, the string's squared voltages and
@@ -339,12 +364,16 @@ class FrontEndBatch:
         string_mask = np.concatenate(masks)
         voltage = self.plant.gs[k.G_VOLT, self._cells]
         squares = np.where(string_mask, voltage * voltage, 0.0)
+        if self._rows is not None:
+            sums = np.add.reduce(squares.reshape(self._rows), axis=1).tolist()
+        else:
+            sums = [np.add.reduce(squares[span]) for span in self._cell_spans]
         conductance_s = np.zeros(len(masks))
-        for index, (fe, mask, span) in enumerate(
-            zip(self.front_ends, masks, self._cell_spans, strict=True)
+        for index, (fe, mask, square_sum) in enumerate(
+            zip(self.front_ends, masks, sums, strict=True)
         ):
             if not fe._stays_off(mask):  # (a board that stays off keeps zeros, as written)
-                conductance_s[index] = fe._derated_conductance_s(mask, np.add.reduce(squares[span]))
+                conductance_s[index] = fe._derated_conductance_s(mask, square_sum)
         every_cell = np.repeat(conductance_s, self._cell_counts)
         self.plant.set_bleed_conductance(np.where(string_mask, every_cell, 0.0), self._cells)
 

@@ -27,7 +27,7 @@ class SimulatedHvMeasurement:
         )
         self.groups = slice(int(groups[0]), int(groups[-1]) + 1) if contiguous else groups
         self._rng = rng
-        self._gain = 1.0 + rng.normal(0.0, gain_error_pct / 100.0)
+        self.gain = 1.0 + rng.normal(0.0, gain_error_pct / 100.0)
 
     def measure(self) -> tuple[float, float]:
         """(stack voltage, link voltage) in volts."""
@@ -39,6 +39,10 @@ class SimulatedHvMeasurement:
         plant = self.plant
         stack_v = float(np.add.reduce(plant.gs[k.G_VOLT, self.groups]))
         pack_noise, link_noise = noise_v.tolist()
-        pack = stack_v * self._gain + pack_noise
-        link = plant.bus_voltage_v * self._gain + link_noise
-        return pack, link
+        return measured_v(stack_v, plant.bus_voltage_v, self.gain, pack_noise, link_noise)
+
+
+def measured_v(stack_v, link_v, gain, stack_noise_v, link_noise_v):
+    """(stack, link) as the channels read them: each voltage times the channels' gain, plus its
+    own noise; one measurement's scalars, or arrays of several measurements alike."""
+    return stack_v * gain + stack_noise_v, link_v * gain + link_noise_v
