@@ -42,6 +42,7 @@ def test_a_batch_conversion_reads_as_each_front_end_alone(series, per_slave, sen
     rng = np.random.default_rng(series)
     batch = FrontEndBatch(front_ends)
     assert batch.usable
+    assert (batch._rows is not None) == (series % per_slave == 0)  # alike boards: as rows
     if sensor_every == 18:  # the second slave (9 cells) has no sensor
         assert [fe._sensor_count for fe in front_ends] == [1, 0]
     now_s = 100.0
@@ -88,6 +89,7 @@ def test_a_batch_switches_bleeders_as_each_front_end_alone(series, per_slave):
     plant = front_ends[0].plant
     rng = np.random.default_rng(series)
     batch = FrontEndBatch(front_ends)
+    assert (batch._rows is not None) == (series % per_slave == 0)
     groups, bled = plant.layout.group_count, 0
     for round_ in range(8):
         plant.gs[k.G_VOLT, :groups] = rng.uniform(2.5, 3.7, groups)

@@ -293,7 +293,7 @@ class FrontEndBatch:
         # array (a row-wise reduce adds each row up as the row alone)
         self._rows = (len(front_ends), first.cell_count) if (
             isinstance(self._cells, slice) and len(set(self._cell_counts)) == 1
-            and all(isinstance(fe.hv.groups, slice) and fe.hv.groups == fe._cells
+            and all(_same_cells(fe.hv.groups, fe._cells, self.plant.gs.shape[1])
                     for fe in front_ends)
         ) else None  # fmt: skip
         self._hv_gain = np.array([fe.hv.gain for fe in front_ends])
@@ -388,6 +388,12 @@ class FrontEndBatch:
                           self._table if temp_c.size else None)
             for temp_c, offset_c, noise in zip(sensor_c, offsets, noise_c, strict=True)
         ]  # fmt: skip
+
+
+def _same_cells(a: slice | np.ndarray, b: slice | np.ndarray, count: int) -> bool:
+    """Whether two selections of ``count`` cells pick the same cells in the same order."""
+    every = np.arange(count)
+    return np.array_equal(every[a], every[b])
 
 
 def _spans(counts: list[int]) -> list[slice]:
