@@ -166,6 +166,14 @@ def test_the_masters_balancing_commands_encode_as_each_slaves_codec_does() -> No
             expected.append(Frame(float(cycle), m.balancing.frame_id, data))
             first += count
         assert block.frames() == expected
+        # and each slave reads its own back (a flipped bit: refused)
+        payload = block.payload.copy()
+        payload[1, 2] ^= 0x10
+        usable, enabled, bits = commands.decode(np.arange(len(cells)), payload)
+        parts = np.split(mask, np.cumsum(cells)[:-1])
+        assert usable.tolist() == [True, False, True, True, True]
+        assert enabled[usable].tolist() == [bool(p.any()) for p in parts if p is not parts[1]]
+        assert bits[usable].tolist() == [mask_to_bits(p) for p in parts if p is not parts[1]]
 
 
 def test_a_slave_reporting_twice_in_one_service_sends_its_reports_together() -> None:

@@ -47,6 +47,8 @@ kernel's order (``_dot``). The state layout and the constants above live in the 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from cellwarden.bms import soc_kernel as kernel
@@ -128,7 +130,7 @@ class SocEstimator:
 
     @property
     def started(self) -> bool:
-        return not np.isnan(self.soc[0])
+        return not math.isnan(self.x[0, SOC])
 
     def start(
         self, cell_voltage_v: np.ndarray, temp_c: np.ndarray, current_a: float, resting: bool

@@ -309,18 +309,18 @@ class BalancingCommands:
         m = layout.messages[0]
         self._enable = names.index(m.signal("Bal", "Enable"))
         self._mask = names.index(m.signal("Bal", "Mask"))
-        self._first_cell = layout.first_cell.tolist()
-        self._cells = layout.cells
+        self._first_cell = layout.first_cell
+        # each cell's bit in its slave's mask
+        self._bit = np.concatenate([1 << np.arange(cells, dtype=np.int64)
+                                    for cells in layout.cells])  # fmt: skip
 
     def encode(self, time_s: float, mask: np.ndarray, alive: AliveCounters) -> FrameBlock:
         """Each slave's frame: its cells' bits of the string's bleed ``mask`` (booleans) and
         whether any is set; the counters come from the master's ``alive``."""
-        every = int.from_bytes(np.packbits(mask, bitorder="little").tobytes(), "little")
-        values = np.zeros((self.frame_ids.size, 2))
-        for row, (first, cells) in enumerate(zip(self._first_cell, self._cells, strict=True)):
-            own = (every >> first) & ((1 << cells) - 1)
-            values[row, self._enable] = own != 0
-            values[row, self._mask] = own
+        own = np.add.reduceat(np.where(mask, self._bit, 0), self._first_cell)
+        values = np.empty((self.frame_ids.size, 2))
+        values[:, self._enable] = own != 0
+        values[:, self._mask] = own
         counts = np.array([alive.next(frame_id) for frame_id in self.frame_ids.tolist()])
         carried = np.ones(values.shape, dtype=bool)
         payload = frame_arrays.encode(self.layout, values, carried, counts, self._seeds)
