@@ -5,6 +5,8 @@ timeout and its board's thermal limit."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pytest
 
@@ -12,7 +14,7 @@ from cellwarden.comms.can_bus import Frame
 from cellwarden.comms.codec import FrameError
 from cellwarden.comms.internal_protocol import bits_to_mask, slave_messages, trigger_codec
 from cellwarden.comms.slave_firmware import SlaveFirmware
-from cellwarden.comms.slave_reports import SlaveReport
+from cellwarden.comms.slave_reports import STATUS_FIELDS
 from cellwarden.hardware.interfaces import TemperatureSample, VoltageSample
 from cellwarden.model.bms import InternalBusSettings
 
@@ -134,7 +136,7 @@ def test_each_slave_is_left_as_its_codecs_read_its_frames_one_by_one(seed):
                     inboxes[index].frames.append(frame)
                     references[index].take(now_s, frame)
         firmware.tick(now_s)
-        reports = firmware.take_reports()
+        rounds = firmware.take_reports()
         for index, ref in enumerate(references):
             assert firmware.rejected_frames[index] == ref.rejected
             assert firmware._enabled[index] == ref.enabled
@@ -143,7 +145,7 @@ def test_each_slave_is_left_as_its_codecs_read_its_frames_one_by_one(seed):
             assert firmware.max_board_temp_c[index] == ref.max_temp_c
             mask = bits_to_mask(ref.bits, cells[index])
             assert (firmware._mask[index].mask == mask).all()
-            assert len(reports[index]) == len(ref.triggers)
+            assert sum(bool(made.reporting[index]) for made in rounds) == len(ref.triggers)
             ref.triggers.clear()
             fresh = now_s - ref.command_s <= ref.timeout_s
             on = ref.enabled and fresh and front_ends[index].board_temp_c < ref.max_temp_c
@@ -160,15 +162,15 @@ def test_a_report_carries_the_bleeders_as_they_were_before_the_command():
     inboxes[0].frames = [Frame(0.0, m.balancing.frame_id, command),
                          Frame(0.0, trigger_codec().frame_id, trigger)]  # fmt: skip
     firmware.tick(0.0)
-    (first,) = firmware.take_reports()[0]
-    assert isinstance(first, SlaveReport)
-    assert first.balancing_bits == 0  # nothing bled yet when it measured
+    (first,) = firmware.take_reports()
+    bits, duty = STATUS_FIELDS.index("balancing_bits"), STATUS_FIELDS.index("balancing_duty")
+    assert first.status[0, bits] == 0  # nothing bled yet when it measured
     assert front_ends[0].applied[-1].tolist() == [True, False, True, False, False, False]
     inboxes[0].frames = [Frame(1.0, trigger_codec().frame_id, trigger)]
     firmware.tick(1.0)
-    (second,) = firmware.take_reports()[0]
-    assert second.balancing_bits == 0b101
-    assert second.balancing_duty == pytest.approx(0.5, abs=1 / 30)
+    (second,) = firmware.take_reports()
+    assert second.status[0, bits] == 0b101
+    assert second.status[0, duty] == pytest.approx(0.5, abs=1 / 30)
 
 
 def test_a_hot_board_and_a_silent_master_stop_the_bleeders():
@@ -201,7 +203,100 @@ def test_only_the_running_slaves_act():
     for inbox in inboxes:
         inbox.frames = [trigger]
     firmware.tick(0.0, running=[0, 2])
-    assert [len(made) for made in firmware.take_reports()] == [1, 0, 1]
+    (made,) = firmware.take_reports()
+    assert made.reporting.tolist() == [True, False, True]
     assert [len(fe.applied) for fe in front_ends] == [1, 0, 1]
     with pytest.raises(ValueError, match="2 front ends for 1 inboxes"):
         SlaveFirmware(front_ends[:2], inboxes[:1])
+
+
+class _Bank:
+    """Stands in for a batch of front ends: their present samples, end to end."""
+
+    def __init__(self, front_ends: list[_RandomFrontEnd]) -> None:
+        self.front_ends = front_ends
+
+    def set_balancing(self, masks: list[np.ndarray]) -> None:
+        for fe, mask in zip(self.front_ends, masks, strict=True):
+            fe.set_balancing(mask)
+
+    def take_conversion(self, now_s: float):
+        samples = [(fe.sample_voltages(now_s), fe.sample_temperatures(now_s))
+                   for fe in self.front_ends]  # fmt: skip
+        return _Conversion(np.concatenate([v.cell_voltage_v for v, _ in samples]),
+                           *(np.concatenate([getattr(t, name) for _, t in samples])
+                             for name in ("temp_c", "open_circuit", "short_circuit")))  # fmt: skip
+
+
+class _Conversion(NamedTuple):
+    voltage_v: np.ndarray
+    temp_c: np.ndarray
+    open_circuit: np.ndarray
+    short_circuit: np.ndarray
+
+
+class _RandomFrontEnd(_FrontEnd):
+    """Readings, rail flags, open wires, duty and board temperature drawn anew each cycle."""
+
+    def __init__(self, cells: int, sensors_every: int, rng: np.random.Generator) -> None:
+        super().__init__(cells)
+        self.sensor_cells = np.arange(0, cells, sensors_every)
+        self.rng = rng
+
+    def draw(self, now_s: float) -> None:
+        rng, sensors = self.rng, self.sensor_cells.size
+        self.voltages = VoltageSample(now_s, rng.uniform(2.5, 3.6, self.cell_count), 40.0, 40.0)
+        opened, shorted = rng.random(sensors) < 0.1, rng.random(sensors) < 0.1
+        self.temps = TemperatureSample(now_s, rng.uniform(-20, 60, sensors), opened, shorted)
+        self.open_wires = rng.random(self.cell_count) < 0.05
+        self.duty = float(rng.choice([1.0, rng.uniform(0, 1), 7.5 / 15]))
+        self.board_temp_c = float(rng.uniform(20, 90))
+
+    def sample_voltages(self, now_s: float) -> VoltageSample:
+        return self.voltages
+
+    def sample_temperatures(self, now_s: float) -> TemperatureSample:
+        return self.temps
+
+    def open_wire_check(self, now_s: float) -> np.ndarray:
+        return self.open_wires
+
+    def balancing_duty(self) -> float:
+        return self.duty
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_reports_made_together_read_as_each_slaves_own(seed):
+    cells = [18, 18, 12, 7, 1]
+    reports = []
+    for together in (True, False):
+        rng = np.random.default_rng(seed)
+        front_ends = [_RandomFrontEnd(count, [3, 5, 18][index % 3], rng)
+                      for index, count in enumerate(cells)]  # fmt: skip
+        inboxes = [_Inbox() for _ in cells]
+        firmware = SlaveFirmware(front_ends, inboxes)
+        bank = _Bank(front_ends) if together else None
+        made = []
+        for cycle in range(10):
+            for index, fe in enumerate(front_ends):
+                fe.draw(float(cycle))
+                m, alive = slave_messages(index), cycle % 16
+                mask = int(rng.integers(2 ** cells[index]))
+                values = {m.signal("Bal", "Enable"): int(rng.random() < 0.8),
+                          m.signal("Bal", "Mask"): mask}  # fmt: skip
+                command = m.balancing.encode(values, alive=alive)
+                trigger = trigger_codec().encode({"Trigger_OpenWire": cycle % 2}, alive=alive)
+                inboxes[index].frames = [
+                    Frame(cycle, m.balancing.frame_id, command),
+                    Frame(cycle, trigger_codec().frame_id, trigger),
+                ]
+            firmware.tick(float(cycle), bank=bank)
+            made += firmware.take_reports()
+        reports.append(made)
+    together, alone = reports
+    assert len(together) == len(alone) == 10
+    for a, b in zip(together, alone, strict=True):
+        for name in a._fields:
+            assert getattr(a, name).tobytes() == getattr(b, name).tobytes(), name
+    states = np.concatenate([made.status[:, 0] for made in together])
+    assert {1.0, 2.0, 3.0} <= set(states.tolist())  # normal, balancing and fault all seen

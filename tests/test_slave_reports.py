@@ -16,6 +16,7 @@ from cellwarden.comms.slave_reports import (
     ReportLayout,
     SlaveReport,
     StringReportEncoder,
+    StringReports,
 )
 from cellwarden.compiled import HAVE_NUMBA
 
@@ -182,10 +183,12 @@ def test_a_slave_reporting_twice_in_one_service_sends_its_reports_together() -> 
     from cellwarden.simulation.daisy_chain import DaisyChain
 
     chain = DaisyChain.__new__(DaisyChain)  # only its report encoding is exercised
-    chain._reports = StringReportEncoder(ReportLayout([3, 3], [1, 1]))
+    layout = ReportLayout([3, 3], [1, 1])
+    chain._reports = StringReportEncoder(layout)
     rng = np.random.default_rng(5)
-    block = chain._reports_block(5.0, [[_report(rng, 3, 1), _report(rng, 3, 1)],
-                                       [_report(rng, 3, 1)]])  # fmt: skip
+    rounds = [StringReports.join(layout, [_report(rng, 3, 1), _report(rng, 3, 1)]),
+              StringReports.join(layout, [_report(rng, 3, 1), None])]  # fmt: skip
+    block = chain._reports_block(5.0, rounds)
     assert block is not None
     senders = chain._reports.layout.slave_of_id[block.frame_ids].tolist()
     assert senders == [0] * 6 + [1] * 3

@@ -28,7 +28,12 @@ from cellwarden.comms.internal_protocol import (
     mask_to_bits,
     trigger_codec,
 )
-from cellwarden.comms.slave_reports import BalancingCommands, ReportLayout, SlaveReport
+from cellwarden.comms.slave_reports import (
+    BalancingCommands,
+    ReportLayout,
+    SlaveReport,
+    StringReports,
+)
 from cellwarden.hardware.interfaces import CellMonitor
 
 DEFAULT_BALANCING_TIMEOUT_S = 3.0
@@ -51,12 +56,27 @@ class SlaveFrontEnd(CellMonitor, Protocol):
     board_temp_c: float
 
 
-class BleederBank(Protocol):
-    """Every slave's bleeders of a chain switched in one call (a simulation's shortcut)."""
+class FrontEndBank(Protocol):
+    """Every slave's front end of a chain at once (a simulation's shortcut)."""
 
     def set_balancing(self, masks: list[np.ndarray]) -> None:
         """Each front end's ``set_balancing(masks[k])``."""
         ...
+
+    def take_conversion(self, now_s: float) -> StringConversion | None:
+        """The conversion every front end made at ``now_s`` together, end to end along the
+        string, as each front end's ``sample_voltages`` and ``sample_temperatures`` would
+        give it now (and they then give a conversion of their own); None if they did not."""
+        ...
+
+
+class StringConversion(Protocol):
+    """A string's cell voltages and temperature sensors, converted together."""
+
+    voltage_v: np.ndarray
+    temp_c: np.ndarray
+    open_circuit: np.ndarray
+    short_circuit: np.ndarray
 
 
 class SlaveFirmware:
@@ -80,7 +100,11 @@ class SlaveFirmware:
         self._applied = list(self._off)  # as applied
         self._open_wire = list(self._off)  # the last open-wire test's result
         self._reports: list[list[SlaveReport]] = [[] for _ in range(slaves)]
-        layout = ReportLayout(self.cells, [fe.sensor_cells.size for fe in front_ends])
+        self._string_reports: StringReports | None = None  # every slave's, made together
+        sensors = [fe.sensor_cells.size for fe in front_ends]
+        self.layout = layout = ReportLayout(self.cells, sensors)
+        # each slave's sensors: where they start and end along the string
+        self._sensor_span = (layout.first_sensor, layout.first_sensor + np.array(layout.sensors))
         self._commands = BalancingCommands(layout)
         self._trigger = trigger_codec()
         self._config = [m.config for m in layout.messages]
@@ -99,7 +123,7 @@ class SlaveFirmware:
         return frozenset(self._kind_of[slave])
 
     def tick(
-        self, now_s: float, running: Sequence[int] | None = None, bank: BleederBank | None = None
+        self, now_s: float, running: Sequence[int] | None = None, bank: FrontEndBank | None = None
     ) -> None:
         """Every running slave (default: all) handles the frames that reached it, then keeps
         its bleeders within their limits (through ``bank`` when every slave runs).
@@ -123,9 +147,11 @@ class SlaveFirmware:
                     self._configure(slave, frame)
         if commands:
             self._command(now_s, commands)
-        for slave, open_wire_test in triggers:
-            self._report(now_s, slave, open_wire_test)
-        self._apply_balancing(now_s, slaves, bank if len(slaves) == len(self.cells) else None)
+        every = len(slaves) == len(self.cells)
+        if not (every and bank is not None and self._report_together(now_s, triggers, bank)):
+            for slave, open_wire_test in triggers:
+                self._report(now_s, slave, open_wire_test)
+        self._apply_balancing(now_s, slaves, bank if every else None)
 
     def _take_trigger(self, slave: int, frame: Frame, triggers: list[tuple[int, bool]]) -> None:
         try:  # one broadcast frame, decoded once for all slaves
@@ -170,7 +196,7 @@ class SlaveFirmware:
             self._command_s[slave] = now_s
 
     def _apply_balancing(
-        self, now_s: float, slaves: Sequence[int], bank: BleederBank | None
+        self, now_s: float, slaves: Sequence[int], bank: FrontEndBank | None
     ) -> None:
         """Each slave's bleeders on as commanded while its commands are fresh and its board
         cool enough, else off (all of them through ``bank`` where given)."""
@@ -189,21 +215,70 @@ class SlaveFirmware:
         for slave in slaves:
             front_ends[slave].set_balancing(self._applied[slave].mask)
 
-    def take_reports(self) -> list[list[SlaveReport]]:
-        """Per slave, the reports made since the last call (one per trigger), to go on the
-        wire."""
-        reports, self._reports = self._reports, [[] for _ in self.front_ends]
-        return reports
+    def take_reports(self) -> list[StringReports]:
+        """The reports made since the last call (one per trigger), to go on the wire: round
+        by round, each slave's first report in the first, its second (if it made one) in the
+        second, and so on."""
+        if self._string_reports is not None:
+            reports, self._string_reports = self._string_reports, None
+            return [reports]
+        made, self._reports = self._reports, [[] for _ in self.front_ends]
+        return [
+            StringReports.join(self.layout, [own[round_] if round_ < len(own) else None
+                                             for own in made])
+            for round_ in range(max(len(own) for own in made))
+        ]  # fmt: skip
+
+    def _report_together(
+        self, now_s: float, triggers: list[tuple[int, bool]], bank: FrontEndBank
+    ) -> bool:
+        """Every slave's report of one trigger each, from the string's conversion made
+        together (each slave as ``_report`` would make it); False, nothing done, where the
+        slaves were not triggered alike or did not convert together."""
+        if len(triggers) != len(self.cells) or any(
+            slave != index or test != triggers[0][1] for index, (slave, test) in enumerate(triggers)
+        ):
+            return False
+        conversion = bank.take_conversion(now_s)
+        if conversion is None:
+            return False
+        front_ends = self.front_ends
+        if triggers[0][1]:
+            for slave, fe in enumerate(front_ends):
+                self._take_open_wires(now_s, slave, fe)
+        applied, open_wire = self._applied, self._open_wire
+        bleeding = np.array([bits.any for bits in applied])
+        duty = np.array([fe.balancing_duty() for fe in front_ends])
+        counted = np.concatenate(([0], np.cumsum(conversion.open_circuit
+                                                  | conversion.short_circuit)))  # fmt: skip
+        starts, ends = self._sensor_span
+        flagged = counted[ends] > counted[starts]  # a sensor of the slave at a rail
+        state = np.where(bleeding, float(SlaveState.BALANCING), float(SlaveState.NORMAL))
+        state[flagged | np.array([bits.any for bits in open_wire])] = float(SlaveState.FAULT)
+        status = np.column_stack((
+            state, [bits.bits for bits in open_wire], [bits.bits for bits in applied],
+            [float(fe.board_temp_c) for fe in front_ends],
+            np.where(bleeding, np.round(duty * DUTY_STEPS) / DUTY_STEPS, 0.0),
+        )).astype(np.float64)  # fmt: skip
+        self._string_reports = StringReports(
+            conversion.voltage_v, conversion.temp_c, conversion.open_circuit,
+            conversion.short_circuit, status, np.ones(len(front_ends), dtype=bool),
+        )  # fmt: skip
+        return True
+
+    def _take_open_wires(self, now_s: float, slave: int, fe: SlaveFrontEnd) -> None:
+        """The slave's open-wire test; the same read-only array as last time needs no new
+        bits."""
+        flags = fe.open_wire_check(now_s)
+        if flags is not self._open_wire[slave].mask or flags.flags.writeable:
+            self._open_wire[slave] = _Bits(flags)
 
     def _report(self, now_s: float, slave: int, open_wire_test: bool) -> None:
         fe = self.front_ends[slave]
         voltages = fe.sample_voltages(now_s)
         temps = fe.sample_temperatures(now_s)
         if open_wire_test:
-            flags = fe.open_wire_check(now_s)
-            # the same read-only array as last time needs no new bits
-            if flags is not self._open_wire[slave].mask or flags.flags.writeable:
-                self._open_wire[slave] = _Bits(flags)
+            self._take_open_wires(now_s, slave, fe)
         balancing, open_wire = self._applied[slave], self._open_wire[slave]
         bleeding = balancing.any
         duty = round(fe.balancing_duty() * DUTY_STEPS) / DUTY_STEPS if bleeding else 0.0

@@ -53,6 +53,36 @@ class SlaveReport(NamedTuple):
     balancing_duty: float
 
 
+class StringReports(NamedTuple):
+    """What the slaves of a string report for one trigger, end to end along the string; a
+    slave that does not report sends nothing (its values NaN, its status NaN)."""
+
+    voltage_v: np.ndarray  # per cell
+    temp_c: np.ndarray  # per sensor
+    ntc_open: np.ndarray
+    ntc_short: np.ndarray
+    status: np.ndarray  # (slaves, STATUS_FIELDS)
+    reporting: np.ndarray  # per slave
+
+    @classmethod
+    def join(cls, layout: ReportLayout, reports: list[SlaveReport | None]) -> StringReports:
+        """The reports of each slave (None: this slave does not report) joined."""
+        reporting = np.array([report is not None for report in reports])
+        given = [_missing(layout, slave) if report is None else report
+                 for slave, report in enumerate(reports)]  # fmt: skip
+        columns = list(zip(*given, strict=True))  # SlaveReport's fields, slave by slave
+        fields = SlaveReport._fields
+        voltage_v, temp_c, opened, shorted = (
+            _joined(columns[fields.index(name)], name, counts)
+            for name, counts in (("voltage_v", layout.cells), ("temp_c", layout.sensors),
+                                 ("ntc_open", layout.sensors), ("ntc_short", layout.sensors))
+        )  # fmt: skip
+        status = np.array([columns[fields.index(name)] for name in STATUS_FIELDS],
+                          dtype=np.float64).T.copy()  # fmt: skip
+        status[~reporting] = np.nan
+        return cls(voltage_v, temp_c, opened, shorted, status, reporting)
+
+
 @dataclass(frozen=True)
 class ReportKind:
     """One message kind of every slave of a string: the layout its frames share (signal
@@ -224,6 +254,7 @@ class StringReportEncoder:
             [layout.kinds[k].frame_ids[[s]] for k, s in zip(self._kind, self._slave, strict=True)]
         )
         self._parts = [self._part(number) for number in range(len(layout.kinds))]
+        self._frames_per_counter = np.bincount(self._counter, minlength=layout.counters)
 
     def _part(self, number: int) -> _EncodedKind:
         rows = np.flatnonzero(self._kind == number)
@@ -236,24 +267,18 @@ class StringReportEncoder:
     def encode(self, time_s: float, reports: list[SlaveReport | None]) -> FrameBlock | None:
         """The frames of the slaves that report (None: this slave sends nothing), in send
         order; their alive counters move on. None when no slave reports."""
+        return self.encode_string(time_s, StringReports.join(self.layout, reports))
+
+    def encode_string(self, time_s: float, reports: StringReports) -> FrameBlock | None:
+        """``encode``, the reports joined already."""
         layout = self.layout
-        reporting = np.array([report is not None for report in reports])
+        reporting = reports.reporting
         if not reporting.any():
             return None
-        given = [_missing(layout, slave) if report is None else report
-                 for slave, report in enumerate(reports)]  # fmt: skip
-        columns = list(zip(*given, strict=True))  # SlaveReport's fields, slave by slave
-        fields = SlaveReport._fields
-        voltage_v, temp_c, opened, shorted = (
-            _joined(columns[fields.index(name)], name, counts)
-            for name, counts in (("voltage_v", layout.cells), ("temp_c", layout.sensors),
-                                 ("ntc_open", layout.sensors), ("ntc_short", layout.sensors))
-        )  # fmt: skip
-        ntc_codes = np.where(opened, layout.ntc_open_raw,
-                             np.where(shorted, layout.ntc_short_raw, -1))  # fmt: skip
-        status = np.array([columns[fields.index(name)] for name in STATUS_FIELDS],
-                          dtype=np.float64).T.ravel()  # fmt: skip
-        status[np.repeat(~reporting, len(STATUS_FIELDS))] = np.nan
+        voltage_v, temp_c = reports.voltage_v, reports.temp_c
+        ntc_codes = np.where(reports.ntc_open, layout.ntc_open_raw,
+                             np.where(reports.ntc_short, layout.ntc_short_raw, -1))  # fmt: skip
+        status = reports.status.ravel()
         payload = np.empty((self._kind.size, 8), dtype=np.uint8)
         alive = self._next_alive[self._counter] + self._occurrence
         string_values = (voltage_v, temp_c, status)
@@ -266,10 +291,12 @@ class StringReportEncoder:
             payload[rows] = frame_arrays.encode(part.layout, values, part.carried, alive[rows],
                                                 part.seeds, labels, part.base_words)  # fmt: skip
         frame_ids = self.frame_ids
-        sent = reporting[self._slave]
-        if not sent.all():
+        if reporting.all():
+            self._next_alive += self._frames_per_counter
+        else:
+            sent = reporting[self._slave]
             payload, frame_ids = payload[sent], frame_ids[sent]
-        self._next_alive += np.bincount(self._counter[sent], minlength=layout.counters)
+            self._next_alive += np.bincount(self._counter[sent], minlength=layout.counters)
         self._next_alive %= ALIVE_MODULO
         return FrameBlock(time_s, frame_ids, payload)
 

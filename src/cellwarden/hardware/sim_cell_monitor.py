@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from cellwarden.hardware.interfaces import TemperatureSample, VoltageSample
@@ -271,6 +273,16 @@ def _ntc_readings(
     return measured_c, open_circuit, short_circuit
 
 
+class StringConversion(NamedTuple):
+    """A string's cell channels and NTCs converted together, end to end along the string."""
+
+    time_s: float
+    voltage_v: np.ndarray
+    temp_c: np.ndarray
+    open_circuit: np.ndarray
+    short_circuit: np.ndarray
+
+
 class FrontEndBatch:
     """The slaves' front ends of one string converting together: each draws from its own
     random stream, in its own order (cell noise, its stack measurement's noise, NTC noise),
@@ -297,6 +309,7 @@ class FrontEndBatch:
                     for fe in front_ends)
         ) else None  # fmt: skip
         self._hv_gain = np.array([fe.hv.gain for fe in front_ends])
+        self._conversion: StringConversion | None = None
         self._sensor_spans = _spans([s for _, s in counts])
         tables = {id(fe._code_temp_c) for fe in front_ends if fe._sensor_count}
         self.usable = len(tables) <= 1 and all(
@@ -331,10 +344,12 @@ class FrontEndBatch:
         temps = _ntc_readings(plant.cs[k.TEMP, self._sensors], self._ntc_offset_c,
                               np.concatenate(noise_c) * ntc.noise_c, ntc, self._table)  # fmt: skip
         split_v = [readings[span] for span in self._cell_spans]
+        self._conversion = None
         if self._table is not None and np.isnan(temps[0]).any():
             # a front end without a NaN reads its codes from the table: convert each alone
             per_front_end = self._each_alone(noise_c)
         else:
+            self._conversion = StringConversion(now_s, readings, *temps)
             split_t = [[part[span] for span in self._sensor_spans] for part in temps]
             per_front_end = list(zip(*split_t, strict=True))
         for fe, cells_v, (pack, link), temps_c in zip(
@@ -343,6 +358,21 @@ class FrontEndBatch:
             fe._last = VoltageSample(now_s, cells_v, pack, link)
             fe._prepared = TemperatureSample(now_s, *temps_c)
         return True
+
+    def take_conversion(self, now_s: float) -> StringConversion | None:
+        """The conversion ``prepare`` made at ``now_s``, string-wide, as each front end's next
+        samples would give it (which it then no longer does: a later ``sample_temperatures``
+        converts anew); None where there is none whole (each front end converted alone, or
+        one has taken its samples)."""
+        conversion, self._conversion = self._conversion, None
+        if conversion is None or conversion.time_s != now_s:
+            return None
+        prepared = [fe._prepared for fe in self.front_ends]
+        if any(sample is None or sample.time_s != now_s for sample in prepared):
+            return None
+        for fe in self.front_ends:
+            fe._prepared = None
+        return conversion
 
     def _hv_readings(self, noise: list[np.ndarray]) -> list[tuple[float, float]]:
         """Each front end's stack and link measurement with its two noise draws."""

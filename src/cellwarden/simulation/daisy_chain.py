@@ -15,7 +15,7 @@ import numpy as np
 from cellwarden.comms.can_bus import Frame, FrameBlock, FramePort
 from cellwarden.comms.internal_protocol import internal_codec, trigger_codec
 from cellwarden.comms.slave_firmware import SlaveFirmware
-from cellwarden.comms.slave_reports import ReportLayout, StringReportEncoder
+from cellwarden.comms.slave_reports import ReportLayout, StringReportEncoder, StringReports
 from cellwarden.hardware.sim_cell_monitor import FrontEndBatch, SimulatedCellMonitor
 from cellwarden.model.faults import ChainFault, SlaveFault
 from cellwarden.plant.system_plant import SystemPlant
@@ -127,14 +127,12 @@ class DaisyChain:
             for due_s, frame in arrived_up:
                 self.port.send(Frame(due_s, frame.frame_id, frame.data, frame.extended))
 
-    def _reports_block(self, now_s: float, reports: list[list]) -> FrameBlock | None:
+    def _reports_block(self, now_s: float, rounds: list[StringReports]) -> FrameBlock | None:
         """The slaves' reports as one block, slave by slave (a slave that reports twice in one
         service, as after a latency fault, sends its two reports one after the other)."""
         blocks = []
-        for round_ in range(max(len(made) for made in reports)):
-            block = self._reports.encode(
-                now_s, [made[round_] if round_ < len(made) else None for made in reports]
-            )
+        for reports in rounds:
+            block = self._reports.encode_string(now_s, reports)
             if block is not None:
                 blocks.append(block)
         if len(blocks) <= 1:
