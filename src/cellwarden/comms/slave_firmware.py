@@ -101,6 +101,8 @@ class SlaveFirmware:
         self._open_wire = list(self._off)  # the last open-wire test's result
         self._reports: list[list[SlaveReport]] = [[] for _ in range(slaves)]
         self._string_reports: StringReports | None = None  # every slave's, made together
+        self._everyone = np.ones(slaves, dtype=bool)
+        self._everyone.flags.writeable = False
         sensors = [fe.sensor_cells.size for fe in front_ends]
         self.layout = layout = ReportLayout(self.cells, sensors)
         # each slave's sensors: where they start and end along the string
@@ -246,23 +248,15 @@ class SlaveFirmware:
         if triggers[0][1]:
             for slave, fe in enumerate(front_ends):
                 self._take_open_wires(now_s, slave, fe)
-        applied, open_wire = self._applied, self._open_wire
-        bleeding = np.array([bits.any for bits in applied])
-        duty = np.array([fe.balancing_duty() for fe in front_ends])
         counted = np.concatenate(([0], np.cumsum(conversion.open_circuit
                                                   | conversion.short_circuit)))  # fmt: skip
         starts, ends = self._sensor_span
-        flagged = counted[ends] > counted[starts]  # a sensor of the slave at a rail
-        state = np.where(bleeding, float(SlaveState.BALANCING), float(SlaveState.NORMAL))
-        state[flagged | np.array([bits.any for bits in open_wire])] = float(SlaveState.FAULT)
-        status = np.column_stack((
-            state, [bits.bits for bits in open_wire], [bits.bits for bits in applied],
-            [float(fe.board_temp_c) for fe in front_ends],
-            np.where(bleeding, np.round(duty * DUTY_STEPS) / DUTY_STEPS, 0.0),
-        )).astype(np.float64)  # fmt: skip
+        flagged = (counted[ends] > counted[starts]).tolist()  # a sensor of the slave at a rail
+        status = np.array([self._status(slave, flag) for slave, flag in enumerate(flagged)],
+                          dtype=np.float64)  # fmt: skip
         self._string_reports = StringReports(
             conversion.voltage_v, conversion.temp_c, conversion.open_circuit,
-            conversion.short_circuit, status, np.ones(len(front_ends), dtype=bool),
+            conversion.short_circuit, status, self._everyone,
         )  # fmt: skip
         return True
 
@@ -279,16 +273,23 @@ class SlaveFirmware:
         temps = fe.sample_temperatures(now_s)
         if open_wire_test:
             self._take_open_wires(now_s, slave, fe)
-        balancing, open_wire = self._applied[slave], self._open_wire[slave]
-        bleeding = balancing.any
-        duty = round(fe.balancing_duty() * DUTY_STEPS) / DUTY_STEPS if bleeding else 0.0
-        state = SlaveState.BALANCING if bleeding else SlaveState.NORMAL
-        if open_wire.any or np.count_nonzero(temps.open_circuit | temps.short_circuit):
-            state = SlaveState.FAULT
+        flagged = bool(np.count_nonzero(temps.open_circuit | temps.short_circuit))
         self._reports[slave].append(SlaveReport(
             voltages.cell_voltage_v, temps.temp_c, temps.open_circuit, temps.short_circuit,
-            state, open_wire.bits, balancing.bits, float(fe.board_temp_c), duty,
+            *self._status(slave, flagged),
         ))  # fmt: skip
+
+    def _status(self, slave: int, sensor_at_rail: bool) -> tuple:
+        """What the slave's status frame says now (``SlaveReport``'s fields from ``state``
+        on): a fault where a sense wire is open or a sensor reads at a rail, else balancing or
+        normal; the bleed duty in fifteenths while it bleeds."""
+        fe = self.front_ends[slave]
+        bleeding, open_wire = self._applied[slave], self._open_wire[slave]
+        duty = round(fe.balancing_duty() * DUTY_STEPS) / DUTY_STEPS if bleeding.any else 0.0
+        state = SlaveState.BALANCING if bleeding.any else SlaveState.NORMAL
+        if open_wire.any or sensor_at_rail:
+            state = SlaveState.FAULT
+        return state, open_wire.bits, bleeding.bits, float(fe.board_temp_c), duty
 
 
 def _all_off(cells: int) -> np.ndarray:
