@@ -84,7 +84,7 @@ def encode(
             np.ascontiguousarray(values, dtype=np.float64), np.ascontiguousarray(carried),
             NO_LABELS if labels is None else np.ascontiguousarray(labels, dtype=np.int64),
             np.asarray(base_words, dtype=np.uint64), np.asarray(alive, dtype=np.int64),
-            np.asarray(seeds, dtype=np.uint8), fields, CRC_TABLE,
+            np.asarray(seeds, dtype=np.uint8), *fields, CRC_TABLE,
         )  # fmt: skip
     number = np.where(np.isnan(values), 0.0, values)
     np.clip(number, fields.low, fields.high, out=number)
@@ -111,11 +111,13 @@ def encode(
 
 
 @njit(cache=True)
-def _encode_kernel(values, carried, labels, base_words, alive, seeds, fields, crc_table):
+def _encode_kernel(values, carried, labels, base_words, alive, seeds, numbers, bits,
+                   alive_bits, word_constants, crc_table):  # fmt: skip
     """``encode``, frame by frame and signal by signal, to the same bytes (``labels`` with no
-    rows: none given)."""
-    low, high, offset, scale, shift, mask, in_place, alive_bits = fields[:8]
-    alive_clear, protected = fields.alive_clear, fields.protected
+    rows: none given); the layout as ``_FieldArrays`` holds it."""
+    low, high, offset, scale = numbers[0], numbers[1], numbers[2], numbers[3]
+    shift, mask, in_place = bits[0], bits[1], bits[2]
+    alive_clear, protected = word_constants[0], word_constants[5] != 0
     count, columns = values.shape
     labelled = labels.shape[0] > 0
     payload = np.empty((count, 8), dtype=np.uint8)
@@ -191,7 +193,7 @@ def decode(
     if compiled:
         return DecodedFrames(*_decode_kernel(np.ascontiguousarray(payload),
                                              np.asarray(seeds, dtype=np.uint8), mux_values,
-                                             fields, CRC_TABLE))  # fmt: skip
+                                             *fields, CRC_TABLE))  # fmt: skip
     mux_shift, mux_mask = layout.mux or (0, 0)
     alive_shift, alive_mask = layout.alive or (0, 0)
     word = words(payload)
@@ -208,12 +210,14 @@ def decode(
 
 
 @njit(cache=True)
-def _decode_kernel(payload, seeds, mux_values, fields, crc_table):
-    """``decode``, frame by frame and signal by signal, to the same arrays."""
-    shift, mask, scale, offset = fields.shift, fields.mask, fields.scale, fields.offset
-    mux_shift, mux_mask = fields.mux_shift, fields.mux_mask
-    alive_shift, alive_mask = fields.alive_shift, fields.alive_mask
-    protected = fields.protected
+def _decode_kernel(payload, seeds, mux_values, numbers, bits, alive_bits, word_constants,
+                   crc_table):  # fmt: skip
+    """``decode``, frame by frame and signal by signal, to the same arrays; the layout as
+    ``_FieldArrays`` holds it."""
+    scale, offset, shift, mask = numbers[3], numbers[2], bits[0], bits[1]
+    mux_shift, mux_mask = word_constants[1], word_constants[2]
+    alive_shift, alive_mask = word_constants[3], word_constants[4]
+    protected = word_constants[5] != 0
     count, columns = payload.shape[0], shift.size
     usable = np.empty(count, dtype=np.bool_)
     mux = np.empty(count, dtype=np.int64)
@@ -241,23 +245,41 @@ def _decode_kernel(payload, seeds, mux_values, fields, crc_table):
 
 
 class _FieldArrays(NamedTuple):
-    """A layout's signals as arrays, one column per signal, and its word's constants (a tuple
-    the kernels take as one argument)."""
+    """A layout's signals as arrays, one column per signal, and its word's constants: four
+    arrays the kernels take as they are (a numba call checks each argument's type)."""
 
-    low: np.ndarray
-    high: np.ndarray
-    offset: np.ndarray
-    scale: np.ndarray
-    shift: np.ndarray
-    mask: np.ndarray
-    in_place: np.ndarray  # each signal's bits in the word
-    alive_bits: np.ndarray
-    alive_clear: np.uint64
-    mux_shift: np.uint64
-    mux_mask: np.uint64
-    alive_shift: np.uint64
-    alive_mask: np.uint64
-    protected: bool
+    numbers: np.ndarray  # (4, signals) float64: low, high, offset, scale
+    bits: np.ndarray  # (3, signals) uint64: shift, mask, the signal's bits in the word
+    alive_bits: np.ndarray  # each alive count's bits in the word
+    word: np.ndarray  # uint64: alive clear, mux shift, mux mask, alive shift, alive mask, CRC
+
+    @property
+    def low(self) -> np.ndarray:
+        return self.numbers[0]
+
+    @property
+    def high(self) -> np.ndarray:
+        return self.numbers[1]
+
+    @property
+    def offset(self) -> np.ndarray:
+        return self.numbers[2]
+
+    @property
+    def scale(self) -> np.ndarray:
+        return self.numbers[3]
+
+    @property
+    def shift(self) -> np.ndarray:
+        return self.bits[0]
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.bits[1]
+
+    @property
+    def in_place(self) -> np.ndarray:
+        return self.bits[2]
 
 
 _FIELD_ARRAYS: dict[int, tuple[ArrayLayout, _FieldArrays]] = {}  # by id: no deep hash per call
@@ -274,19 +296,19 @@ def _fields(layout: ArrayLayout) -> _FieldArrays:
 
 def _field_arrays(layout: ArrayLayout) -> _FieldArrays:
     fields = layout.fields
+    mux_shift, mux_mask = layout.mux or (0, 0)
+    alive_shift, alive_mask = layout.alive or (0, 0)
     return _FieldArrays(
-        low=np.array([f.low for f in fields]),
-        high=np.array([f.high for f in fields]),
-        offset=np.array([0.0 if f.identity else f.offset for f in fields]),
-        scale=np.array([1.0 if f.identity else f.scale for f in fields]),
-        shift=np.array([f.shift for f in fields], dtype=np.uint64),
-        mask=np.array([f.mask for f in fields], dtype=np.uint64),
-        in_place=np.array([f.mask << f.shift for f in fields], dtype=np.uint64),
+        numbers=np.array([
+            [f.low for f in fields], [f.high for f in fields],
+            [0.0 if f.identity else f.offset for f in fields],
+            [1.0 if f.identity else f.scale for f in fields],
+        ], dtype=np.float64).reshape(4, len(fields)),
+        bits=np.array([
+            [f.shift for f in fields], [f.mask for f in fields],
+            [f.mask << f.shift for f in fields],
+        ], dtype=np.uint64).reshape(3, len(fields)),
         alive_bits=np.array(layout.alive_bits, dtype=np.uint64),
-        alive_clear=np.uint64(layout.alive_clear & WORD_BITS),
-        mux_shift=np.uint64((layout.mux or (0, 0))[0]),
-        mux_mask=np.uint64((layout.mux or (0, 0))[1]),
-        alive_shift=np.uint64((layout.alive or (0, 0))[0]),
-        alive_mask=np.uint64((layout.alive or (0, 0))[1]),
-        protected=bool(layout.protected),
-    )
+        word=np.array([layout.alive_clear & WORD_BITS, mux_shift, mux_mask, alive_shift,
+                       alive_mask, int(layout.protected)], dtype=np.uint64),
+    )  # fmt: skip
