@@ -71,6 +71,13 @@ class PowerPathSequencer:
         self._charge_refused = False  # opened on charge current the BMS forbade
         self._start_link_v = 0.0
         self._command = OPEN
+        self._handlers = {  # what each state does on a protection tick
+            PathState.STANDBY: self._standby,
+            PathState.PRECHARGE: self._precharge,
+            PathState.NORMAL: self._normal,
+            PathState.OPENING: self._opening,
+            PathState.FAULT: self._fault,
+        }
         driver.command(OPEN)
 
     def configure(self, settings: PowerPathSettings) -> None:
@@ -104,14 +111,7 @@ class PowerPathSequencer:
         if inputs.emergency_open and self.state not in (PathState.STANDBY, PathState.FAULT):
             self._open(now_s, PathState.FAULT)
             return
-        handler = {
-            PathState.STANDBY: self._standby,
-            PathState.PRECHARGE: self._precharge,
-            PathState.NORMAL: self._normal,
-            PathState.OPENING: self._opening,
-            PathState.FAULT: self._fault,
-        }[self.state]
-        handler(now_s, inputs)
+        self._handlers[self.state](now_s, inputs)
 
     def _standby(self, now_s: float, inputs: PathInputs) -> None:
         if inputs.charge_allowed or not inputs.charger_present:

@@ -112,7 +112,7 @@ class SlaveChainMonitor:
                     m.signal("Cfg", "MaxBoardTemp"): s.slave_max_board_temp_c,
                     m.signal("Cfg", "BalancingTimeout"): s.balancing_timeout_s,
                 })  # fmt: skip
-        block = self._commands.encode(now_s, self._mask, self._alive_out)
+        block = self._commands.encode(now_s, self._mask)
         send_block = getattr(self.port, "send_block", None)
         if send_block is not None:
             send_block(block)
@@ -212,7 +212,8 @@ class SlaveChainMonitor:
         """Count each slave's missed cycle; a lost slave's channels read NaN."""
         self._age = np.where(self._seen, 0, self._age + 1)
         self._seen[:] = False
-        for slave in np.flatnonzero(self._lost()).tolist():
+        lost = self._lost()
+        for slave in np.flatnonzero(lost).tolist() if np.count_nonzero(lost) else ():
             layout = self.layout
             cells = slice(layout.first_cell[slave], layout.first_cell[slave] + layout.cells[slave])
             first = layout.first_sensor[slave]

@@ -20,7 +20,7 @@ import numpy as np
 from cellwarden.comms import frame_arrays
 from cellwarden.comms.can_bus import FrameBlock
 from cellwarden.comms.codec import ArrayLayout, FrameCodec
-from cellwarden.comms.e2e import ALIVE_MODULO, AliveCounters
+from cellwarden.comms.e2e import ALIVE_MODULO
 from cellwarden.comms.internal_protocol import (
     CELLS_PER_FRAME,
     MAX_CELLS,
@@ -337,20 +337,22 @@ class BalancingCommands:
         self._enable = names.index(m.signal("Bal", "Enable"))
         self._mask = names.index(m.signal("Bal", "Mask"))
         self._first_cell = layout.first_cell
+        self._next_alive = np.zeros(self.frame_ids.size, dtype=np.int64)
+        self._carried = np.ones((self.frame_ids.size, len(first.fields)), dtype=bool)
         # each cell's bit in its slave's mask
         self._bit = np.concatenate([1 << np.arange(cells, dtype=np.int64)
                                     for cells in layout.cells])  # fmt: skip
 
-    def encode(self, time_s: float, mask: np.ndarray, alive: AliveCounters) -> FrameBlock:
+    def encode(self, time_s: float, mask: np.ndarray) -> FrameBlock:
         """Each slave's frame: its cells' bits of the string's bleed ``mask`` (booleans) and
-        whether any is set; the counters come from the master's ``alive``."""
+        whether any is set, with the alive counter of its identifier (kept here)."""
         own = np.add.reduceat(np.where(mask, self._bit, 0), self._first_cell)
         values = np.empty((self.frame_ids.size, 2))
         values[:, self._enable] = own != 0
         values[:, self._mask] = own
-        counts = np.array([alive.next(frame_id) for frame_id in self.frame_ids.tolist()])
-        carried = np.ones(values.shape, dtype=bool)
-        payload = frame_arrays.encode(self.layout, values, carried, counts, self._seeds)
+        alive = self._next_alive
+        self._next_alive = (alive + 1) % ALIVE_MODULO
+        payload = frame_arrays.encode(self.layout, values, self._carried, alive, self._seeds)
         return FrameBlock(time_s, self.frame_ids, payload)
 
     def decode(
