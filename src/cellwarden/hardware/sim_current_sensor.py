@@ -7,6 +7,7 @@ import numpy as np
 from cellwarden.hardware.interfaces import CurrentSample
 from cellwarden.hardware.sensor_faults import StuckAndDrift
 from cellwarden.model.board import CurrentSensorSpec
+from cellwarden.plant import kernel as k
 from cellwarden.plant.system_plant import SystemPlant
 
 
@@ -27,9 +28,10 @@ class SimulatedCurrentSensor:
         self._offset_a = rng.normal(0.0, spec.offset_a)
         self._gain = 1.0 + rng.normal(0.0, spec.gain_error_pct / 100.0)
         self._faults = StuckAndDrift("current", string, 1)
+        self._branch = int(plant.layout.string_branch[string])  # the string's branch current
 
     def sample(self, now_s: float) -> CurrentSample:
-        true_a = float(self.plant.string_current_a[self.string])
+        true_a = float(self.plant.bs[k.B_CURRENT, self._branch])
         raw = true_a * self._gain + self._offset_a + self._rng.normal(0.0, self.spec.noise_a)
         quantised = round(raw / self.spec.lsb_a) * self.spec.lsb_a
         if self.plant.hardware_faults:
