@@ -8,6 +8,7 @@ import itertools
 import numpy as np
 
 TEMP_BIN_EDGES_C = (-20.0, -10.0, 0.0, 10.0, 25.0, 35.0, 45.0, 55.0)
+_EDGES_C = np.array(TEMP_BIN_EDGES_C)  # (searched every main cycle: not converted each time)
 
 
 class StressCounters:
@@ -41,7 +42,7 @@ class StressCounters:
             self.discharged_ah -= charge_ah
 
     def observe(self, dt_s: float, temp_max_c: float, v_min: float, v_max: float) -> None:
-        self.seconds_in_temp_bin[np.searchsorted(TEMP_BIN_EDGES_C, temp_max_c)] += dt_s
+        self.seconds_in_temp_bin[np.searchsorted(_EDGES_C, temp_max_c)] += dt_s
         below, above = v_min < self.deep_discharge_v, v_max > self.overcharge_v
         self.deep_discharge_events += int(below and not self._below)
         self.overcharge_events += int(above and not self._above)
