@@ -17,6 +17,7 @@ from cellwarden.comms.slave_firmware import SlaveFirmware
 from cellwarden.comms.slave_reports import STATUS_FIELDS
 from cellwarden.hardware.interfaces import TemperatureSample, VoltageSample
 from cellwarden.model.bms import InternalBusSettings
+from cellwarden.simulation.daisy_chain import SlaveTap
 
 
 class _FrontEnd:
@@ -45,18 +46,9 @@ class _FrontEnd:
         self.applied.append(np.array(mask, dtype=bool))
 
 
-class _Inbox:
-    def __init__(self) -> None:
-        self.frames: list[Frame] = []
-
-    def receive(self) -> list[Frame]:
-        frames, self.frames = self.frames, []
-        return frames
-
-
 def _firmware(cells: list[int], board_temp_c: float = 30.0):
     front_ends = [_FrontEnd(count, board_temp_c) for count in cells]
-    inboxes = [_Inbox() for _ in cells]
+    inboxes = [SlaveTap() for _ in cells]
     return SlaveFirmware(front_ends, inboxes), front_ends, inboxes
 
 
@@ -133,7 +125,7 @@ def test_each_slave_is_left_as_its_codecs_read_its_frames_one_by_one(seed):
             frame = _random_frame(rng, len(cells), cycle % 16)
             for index in range(len(cells)):
                 if frame.frame_id in firmware.accepted_ids(index):
-                    inboxes[index].frames.append(frame)
+                    inboxes[index].inbox.append(frame)
                     references[index].take(now_s, frame)
         firmware.tick(now_s)
         rounds = firmware.take_reports()
@@ -159,14 +151,14 @@ def test_a_report_carries_the_bleeders_as_they_were_before_the_command():
     command = m.balancing.encode({m.signal("Bal", "Enable"): 1, m.signal("Bal", "Mask"): 0b101},
                                  alive=0)  # fmt: skip
     trigger = trigger_codec().encode({"Trigger_OpenWire": 0}, alive=0)
-    inboxes[0].frames = [Frame(0.0, m.balancing.frame_id, command),
+    inboxes[0].inbox = [Frame(0.0, m.balancing.frame_id, command),
                          Frame(0.0, trigger_codec().frame_id, trigger)]  # fmt: skip
     firmware.tick(0.0)
     (first,) = firmware.take_reports()
     bits, duty = STATUS_FIELDS.index("balancing_bits"), STATUS_FIELDS.index("balancing_duty")
     assert first.status[0, bits] == 0  # nothing bled yet when it measured
     assert front_ends[0].applied[-1].tolist() == [True, False, True, False, False, False]
-    inboxes[0].frames = [Frame(1.0, trigger_codec().frame_id, trigger)]
+    inboxes[0].inbox = [Frame(1.0, trigger_codec().frame_id, trigger)]
     firmware.tick(1.0)
     (second,) = firmware.take_reports()
     assert second.status[0, bits] == 0b101
@@ -179,7 +171,7 @@ def test_a_hot_board_and_a_silent_master_stop_the_bleeders():
     front_ends[1].board_temp_c = settings.slave_max_board_temp_c + 1.0
     for index in range(2):
         m = slave_messages(index)
-        inboxes[index].frames = [
+        inboxes[index].inbox = [
             Frame(0.0, m.config.frame_id, m.config.encode({
                 m.signal("Cfg", "Cells"): 4,
                 m.signal("Cfg", "MaxBoardTemp"): settings.slave_max_board_temp_c,
@@ -201,7 +193,7 @@ def test_only_the_running_slaves_act():
     trigger = Frame(0.0, trigger_codec().frame_id,
                     trigger_codec().encode({"Trigger_OpenWire": 1}, alive=0))  # fmt: skip
     for inbox in inboxes:
-        inbox.frames = [trigger]
+        inbox.inbox = [trigger]
     firmware.tick(0.0, running=[0, 2])
     (made,) = firmware.take_reports()
     assert made.reporting.tolist() == [True, False, True]
@@ -273,7 +265,7 @@ def test_reports_made_together_read_as_each_slaves_own(seed):
         rng = np.random.default_rng(seed)
         front_ends = [_RandomFrontEnd(count, [3, 5, 18][index % 3], rng)
                       for index, count in enumerate(cells)]  # fmt: skip
-        inboxes = [_Inbox() for _ in cells]
+        inboxes = [SlaveTap() for _ in cells]
         firmware = SlaveFirmware(front_ends, inboxes)
         bank = _Bank(front_ends) if together else None
         made = []
@@ -286,7 +278,7 @@ def test_reports_made_together_read_as_each_slaves_own(seed):
                           m.signal("Bal", "Mask"): mask}  # fmt: skip
                 command = m.balancing.encode(values, alive=alive)
                 trigger = trigger_codec().encode({"Trigger_OpenWire": cycle % 2}, alive=alive)
-                inboxes[index].frames = [
+                inboxes[index].inbox = [
                     Frame(cycle, m.balancing.frame_id, command),
                     Frame(cycle, trigger_codec().frame_id, trigger),
                 ]
