@@ -292,3 +292,22 @@ def test_reports_made_together_read_as_each_slaves_own(seed):
             assert getattr(a, name).tobytes() == getattr(b, name).tobytes(), name
     states = np.concatenate([made.status[:, 0] for made in together])
     assert {1.0, 2.0, 3.0} <= set(states.tolist())  # normal, balancing and fault all seen
+
+
+def test_reports_not_yet_taken_keep_their_order():
+    rng = np.random.default_rng(9)
+    front_ends = [_RandomFrontEnd(6, 3, rng) for _ in range(3)]
+    inboxes = [SlaveTap() for _ in front_ends]
+    firmware = SlaveFirmware(front_ends, inboxes)
+    voltages = []
+    for cycle in range(2):  # two triggers, the reports taken once
+        for fe, inbox in zip(front_ends, inboxes, strict=True):
+            fe.draw(float(cycle))
+            trigger = trigger_codec().encode({"Trigger_OpenWire": 0}, alive=cycle)
+            inbox.inbox = [Frame(cycle, trigger_codec().frame_id, trigger)]
+        voltages.append(np.concatenate([fe.voltages.cell_voltage_v for fe in front_ends]))
+        firmware.tick(float(cycle), bank=_Bank(front_ends))
+    first, second = firmware.take_reports()
+    assert first.voltage_v.tobytes() == voltages[0].tobytes()
+    assert second.voltage_v.tobytes() == voltages[1].tobytes()
+    assert firmware.take_reports() == []

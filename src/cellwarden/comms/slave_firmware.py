@@ -221,11 +221,10 @@ class SlaveFirmware:
         """The reports made since the last call (one per trigger), to go on the wire: round
         by round, each slave's first report in the first, its second (if it made one) in the
         second, and so on."""
-        if self._string_reports is not None:
-            reports, self._string_reports = self._string_reports, None
-            return [reports]
+        together = [] if self._string_reports is None else [self._string_reports]
         made, self._reports = self._reports, [[] for _ in self.front_ends]
-        return [
+        self._string_reports = None
+        return together + [
             StringReports.join(self.layout, [own[round_] if round_ < len(own) else None
                                              for own in made])
             for round_ in range(max(len(own) for own in made))
@@ -241,6 +240,8 @@ class SlaveFirmware:
             slave != index or test != triggers[0][1] for index, (slave, test) in enumerate(triggers)
         ):
             return False
+        if self._string_reports is not None or any(self._reports):
+            return False  # reports not yet taken: the next ones follow them one by one
         conversion = bank.take_conversion(now_s)
         if conversion is None:
             return False
